@@ -1,0 +1,45 @@
+"""The ``devicehooks`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app import config as config_module
+from app import logs
+
+
+def _setup_logging(level: str) -> None:
+    """One log format for every command."""
+    logs.setup(level)
+
+
+@click.group()
+def main() -> None:
+    """devicehooks: the callback service for Izuma Device Management."""
+
+
+@main.command()
+def run() -> None:
+    """Run Redis (embedded unless REDIS_URL is set), the web and the worker processes for development."""
+    from app import devrunner
+
+    _setup_logging("INFO")
+    sys.exit(devrunner.main())
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
+@click.option("--name", default=None, help="Worker name (default: generated).")
+def worker(burst: bool, name: str | None) -> None:
+    """Work the batch queue: parse, decode, resolve async requests, fan out to handlers."""
+    try:
+        settings = config_module.from_env()
+        config_module.require_redis(settings)
+    except config_module.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _setup_logging(settings.log_level)
+    from workers import worker as worker_module
+
+    worker_module.run(burst=burst, name=name)

@@ -1,0 +1,62 @@
+"""Request ids and error-model responses for every route."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from app.errors import DevicehooksError, error_body
+from app.request_id import HEADER, request_id_from
+
+logger = logging.getLogger(__name__)
+
+
+def current_request_id() -> str:
+    """The request id of the request being served."""
+    rid: str | None = g.get("request_id")
+    if rid is None:
+        rid = g.request_id = request_id_from(request.headers.get(HEADER))
+    return rid
+
+
+def error_response(code: int, type_: str, message: str, retry_after: int | None = None) -> Response:
+    """Build an error-model response for the current request."""
+    response = Response(error_body(code, type_, message, current_request_id()), status=code)
+    response.mimetype = "application/json"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _on_devicehooks_error(exc: DevicehooksError) -> Response:
+    """Map the project's exceptions to the error model."""
+    return error_response(exc.code, exc.type, exc.message, exc.retry_after)
+
+
+def _on_http_exception(exc: HTTPException) -> Response:
+    """Map werkzeug's 404/405/... to the error model."""
+    code = exc.code or 500
+    type_ = (exc.name or "error").lower().replace(" ", "_")
+    return error_response(code, type_, exc.description or type_)
+
+
+def _on_unexpected(exc: Exception) -> Response:
+    """Log an unexpected failure and answer 500 without details."""
+    logger.exception("unhandled error request_id=%s", current_request_id())
+    return error_response(500, "internal_server_error", "internal error; see the service log")
+
+
+def _tag_response(response: Response) -> Response:
+    """Put X-Request-ID on every response."""
+    response.headers[HEADER] = current_request_id()
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Install request-id tagging and the error handlers."""
+    app.after_request(_tag_response)
+    app.register_error_handler(DevicehooksError, _on_devicehooks_error)
+    app.register_error_handler(HTTPException, _on_http_exception)
+    app.register_error_handler(Exception, _on_unexpected)

@@ -1,0 +1,1 @@
+"""devicehooks workers: turn queued batches into Events and deliver them to handlers."""

@@ -1,0 +1,28 @@
+"""The pure, I/O-free decoding core: notification payloads -> JSON-safe values.
+
+`decode_value(payload_b64, ct, path, model)` returns (value, decode_error) and never raises; the rules
+per content type are in `workers.decoding.core`, one module per format beside it. The LwM2M object
+model that types values is `default_object_model()` (built in, lazily loaded, cached) or
+`load_object_model(files)` (user object files merged over it; see `workers.decoding.model`).
+"""
+
+from workers.decoding.b64 import decode_b64, encode_b64
+from workers.decoding.core import decode_value, normalize_ct
+from workers.decoding.errors import DecodeError, ObjectModelError
+from workers.decoding.model import ObjectModel, ResourceDef, default_object_model, load_object_model
+from workers.decoding.tlv import encode_paths, encode_tlv
+
+__all__ = [
+    "DecodeError",
+    "ObjectModel",
+    "ObjectModelError",
+    "ResourceDef",
+    "decode_b64",
+    "decode_value",
+    "default_object_model",
+    "encode_b64",
+    "encode_paths",
+    "encode_tlv",
+    "load_object_model",
+    "normalize_ct",
+]
