@@ -40,6 +40,22 @@ def worker(burst: bool, name: str | None) -> None:
     except config_module.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     _setup_logging(settings.log_level)
-    from workers import worker as worker_module
+    from workers.decoding import ObjectModelError
+    from workers.handlers.discovery import HandlerLoadError
+    from workers.worker import run as run_worker
 
-    worker_module.run(burst=burst, name=name)
+    try:
+        run_worker(burst=burst, name=name)
+    except (HandlerLoadError, ObjectModelError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _add_worker_commands() -> None:
+    """The worker-side commands live with the workers (imported only when the CLI starts)."""
+    from workers.cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_worker_commands()

@@ -45,6 +45,7 @@ class Settings:
     channel: str = "callback"
     presubscriptions_file: str | None = None
     log_level: str = "INFO"
+    callback_check_minutes: int = 10  # app.dm.registration: how often the callback registration is checked
 
     def __repr__(self) -> str:
         """Show the settings without any secret."""
@@ -204,6 +205,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         channel=_channel(env),
         presubscriptions_file=_get(env, "PRESUBSCRIPTIONS_FILE"),
         log_level=_log_level(env),
+        callback_check_minutes=_int(env, "CALLBACK_CHECK_MINUTES", 10),
     )
     return settings
 

@@ -23,6 +23,7 @@ from app.redis_server import RedisServer
 logger = logging.getLogger(__name__)
 
 STATE_DIR = Path(".devicehooks")
+LOG_HANDLER = "workers.handlers.log"
 
 
 class DevRunner:
@@ -47,6 +48,10 @@ class DevRunner:
             self.env["CALLBACK_HEADERS"] = json.dumps({"Authorization": f"Bearer {secret}"})
             self.echo(f"no CALLBACK_HEADERS set: generated a callback secret for this run: Bearer {secret}")
         self.env.setdefault("WEB_CONCURRENCY", "1")
+        handlers = [h for h in self.env.get("HANDLERS", "").split(",") if h.strip()]
+        if LOG_HANDLER not in handlers:
+            self.env["HANDLERS"] = ",".join([LOG_HANDLER, *handlers])
+            self.echo(f"events are logged by the built-in handler {LOG_HANDLER}")
         return config_module.from_env(self.env)
 
     def spawn(self, name: str, args: list[str]) -> None:

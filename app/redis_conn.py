@@ -20,3 +20,13 @@ def connect(url: str, tls_verify: bool = True, **overrides: Any) -> Redis:
         options["ssl_cert_reqs"] = "none"
     options.update(overrides)
     return Redis.from_url(url, **options)
+
+
+def text(value: Any) -> str:
+    """A Redis reply as text (replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def raw(value: Any) -> bytes:
+    """A Redis reply as bytes."""
+    return value if isinstance(value, bytes) else str(value).encode()

@@ -2,24 +2,53 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
+from rq import get_current_job
+
+from app.batches import body_key as key_for_job
+from app.redis_conn import raw
 from workers import runtime
+from workers.batch import BatchError, parse_batch
+from workers.directory import learn_and_fill
 
 logger = logging.getLogger(__name__)
 
 
-def process_batch(body_key: str) -> dict[str, Any]:
-    """Process one queued batch body; delete it once done."""
+def process_batch(body_key: str | None = None) -> dict[str, Any]:
+    """Parse, decode, resolve and fan out one queued batch; delete its body once done."""
     rt = runtime.current()
-    body = rt.redis.get(body_key)
-    if body is None:
-        logger.warning("batch body %s is gone (already processed?)", body_key)
+    job = get_current_job()
+    job_id = job.id if job else "direct"
+    request_id = job.meta.get("request_id") if job else None
+    key = body_key or key_for_job(job_id)
+    reply = rt.redis.get(key)
+    if reply is None:
+        logger.warning("batch %s: body %s is gone (already processed?)", job_id, key)
         return {"missing": True}
-    message = json.loads(body)
-    counts = {kind: len(items) for kind, items in message.items() if isinstance(items, list)}
-    logger.info("batch %s: %s", body_key, counts)
-    rt.redis.delete(body_key)
-    return {"counts": counts}
+    body = raw(reply)
+    try:
+        parsed = parse_batch(body, rt.model)
+    except BatchError as exc:
+        rt.rejections.quarantine(body, str(exc), job_id, request_id)
+        rt.redis.delete(key)
+        logger.error("batch %s request_id=%s quarantined: %s", job_id, request_id, exc)
+        return {"quarantined": str(exc)}
+    rt.rejections.record(parsed.rejections, job_id, request_id)
+    if rt.uses_ept:
+        learn_and_fill(rt.redis, parsed.events)
+    failures = rt.dispatcher.dispatch(parsed.events, source=job_id)
+    rt.redis.delete(key)
+    counts = parsed.counts()
+    logger.info(
+        "batch %s request_id=%s events=%s rejected=%d failed_handlers=%d",
+        job_id, request_id, counts, len(parsed.rejections), len(failures),
+    )  # fmt: skip
+    return {"events": counts, "rejected": len(parsed.rejections), "failed_handlers": len(failures)}
+
+
+def redeliver(handler_name: str, key: str, attempt: int, source: str) -> dict[str, Any]:
+    """Retry one handler's failed events from an earlier delivery."""
+    failed = runtime.current().dispatcher.redeliver(handler_name, key, attempt, source)
+    return {"handler": handler_name, "attempt": attempt, "failed": failed}

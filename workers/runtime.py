@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis import Redis
+from rq import Queue
 
 from app import config as config_module
+from app.batches import make_queue
 from app.redis_conn import connect
+from workers.decoding import ObjectModel, load_object_model
+from workers.dispatch import Dispatcher
+from workers.handlers.delivery import Lanes
+from workers.handlers.discovery import load_router
+from workers.handlers.router import Router
+from workers.rejections import Rejections
 
 logger = logging.getLogger(__name__)
 
@@ -19,17 +27,46 @@ class Runtime:
 
     settings: config_module.Settings
     redis: Redis
+    model: ObjectModel
+    router: Router
+    queue: Queue
+    lanes: Lanes = field(default_factory=Lanes)
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """Delivery with retries and dead letters."""
+        return Dispatcher(self.router, self.lanes, self.redis, self.queue)
+
+    @property
+    def rejections(self) -> Rejections:
+        """Where rejected items go."""
+        return Rejections(self.redis)
+
+    @property
+    def uses_ept(self) -> bool:
+        """True when some handler filters on the endpoint type."""
+        return any(handler.ept is not None for handler in self.router.handlers)
 
 
 _current: Runtime | None = None
 
 
-def build(settings: config_module.Settings | None = None, redis: Redis | None = None) -> Runtime:
-    """Build the runtime from settings (read from the environment when not given)."""
+def build(
+    settings: config_module.Settings | None = None,
+    redis: Redis | None = None,
+    router: Router | None = None,
+) -> Runtime:
+    """Build the runtime: settings from the environment, handlers from HANDLERS and entry points."""
     settings = settings or config_module.from_env()
     if redis is None:
         redis = connect(config_module.require_redis(settings), tls_verify=settings.redis_tls_verify)
-    return Runtime(settings=settings, redis=redis)
+    return Runtime(
+        settings=settings,
+        redis=redis,
+        model=load_object_model(settings.object_model_files),
+        router=router if router is not None else load_router(settings.handlers),
+        queue=make_queue(redis, settings.queue_name),
+    )
 
 
 def install(runtime: Runtime) -> Runtime:

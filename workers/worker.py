@@ -1,24 +1,100 @@
-"""The worker process: one queue, the JSON serializer, the scheduler for retries."""
+"""The worker process: one queue, the JSON serializer, the scheduler for retries.
+
+SimpleWorker runs jobs in this process (about three times the throughput of a forking worker,
+DESIGN.md). A job interrupted by SIGKILL runs again through its Retry: at startup, and at each
+maintenance pass, jobs started by workers that are gone are handed back to the queue.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
-from rq import SimpleWorker
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from app.batches import make_queue
+from app.redis_conn import text
 from workers import runtime
 
 logger = logging.getLogger(__name__)
+
+WORKER_TTL = 60
+MAINTENANCE_INTERVAL = 30
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _worker_gone(redis: Redis, name: str | None) -> bool:
+    """True when the named worker's key expired, or it ran on this host and its process is dead."""
+    if not name:
+        return True
+    data = redis.hmget(f"rq:worker:{name}", ["hostname", "pid", "death"])
+    hostname, pid, death = (text(v) if v is not None else None for v in data)
+    if hostname is None or death:
+        return True
+    return hostname == socket.gethostname() and pid is not None and not _pid_alive(int(pid))
+
+
+def recover_abandoned(queue: Queue) -> list[str]:
+    """Re-queue (through their Retry) jobs whose worker is gone; return their ids."""
+    registry = queue.started_job_registry
+    recovered = []
+    for job_id in registry.get_job_ids(cleanup=False):
+        job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer) if job_id else None
+        if job is None or not _worker_gone(queue.connection, job.worker_name):
+            continue
+        with queue.connection.pipeline() as pipe:
+            registry.remove(job, pipeline=pipe)
+            if job.retries_left:
+                job.retry(queue, pipe)
+            else:
+                queue.failed_job_registry.add(
+                    job, exc_string="worker died while running the job", pipeline=pipe
+                )
+            pipe.execute()
+        logger.warning("job %s was abandoned by dead worker %s; retrying it", job.id, job.worker_name)
+        recovered.append(job.id)
+    return recovered
+
+
+class DevicehooksWorker(SimpleWorker):
+    """SimpleWorker that also recovers jobs abandoned by dead workers during maintenance."""
+
+    def run_maintenance_tasks(self) -> None:
+        """RQ's maintenance plus abandoned-job recovery."""
+        super().run_maintenance_tasks()
+        for queue in self.queues:
+            recover_abandoned(queue)
 
 
 def run(burst: bool = False, name: str | None = None) -> bool:
     """Work the batch queue until SIGTERM (or until it is empty, with ``burst``)."""
     rt = runtime.install(runtime.build())
-    queue = make_queue(rt.redis, rt.settings.queue_name)
-    # SimpleWorker runs jobs in this process: ~3x the throughput of a forking worker (DESIGN.md);
-    # a job killed with the process runs again through its Retry once RQ notices the dead worker.
-    worker = SimpleWorker([queue], connection=rt.redis, serializer=JSONSerializer, name=name)
-    logger.info("worker %s on queue %s", worker.name, queue.name)
-    return worker.work(burst=burst, with_scheduler=True, logging_level=rt.settings.log_level)
+    for handler in rt.router.handlers:
+        logger.info("handler %s", handler.describe())
+    recover_abandoned(rt.queue)
+    worker = DevicehooksWorker(
+        [rt.queue],
+        connection=rt.redis,
+        serializer=JSONSerializer,
+        name=name,
+        worker_ttl=WORKER_TTL,
+        maintenance_interval=MAINTENANCE_INTERVAL,
+    )
+    logger.info("worker %s on queue %s", worker.name, rt.queue.name)
+    try:
+        return worker.work(burst=burst, with_scheduler=True, logging_level=rt.settings.log_level)
+    finally:
+        rt.lanes.shutdown()

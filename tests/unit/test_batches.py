@@ -1,0 +1,48 @@
+"""The one-call enqueue writes exactly the job RQ itself would write."""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from app.batches import BatchQueue, body_key
+
+VARYING = {b"created_at", b"enqueued_at", b"description", b"meta"}
+
+
+def test_enqueued_hash_matches_rq_own_enqueue(redis: Redis) -> None:
+    batches = BatchQueue(redis, "test")
+    ours = batches.enqueue(b'{"notifications": []}', "rid-1")
+    reference = batches.create_job_mapping("reference", "rid-1", "callback", 21)
+    job = Job(id="reference", connection=redis, serializer=JSONSerializer)
+    Queue("test", connection=redis, serializer=JSONSerializer)
+    redis.hset(job.key, mapping=reference)
+    ours_hash = redis.hgetall(Job.key_for(ours))
+    ref_hash = redis.hgetall(job.key)
+    assert set(ours_hash) == set(ref_hash)
+    assert {k: v for k, v in ours_hash.items() if k not in VARYING} == {
+        k: v for k, v in ref_hash.items() if k not in VARYING
+    }
+
+
+def test_enqueued_job_is_a_normal_rq_job_with_retry_and_meta(redis: Redis) -> None:
+    batches = BatchQueue(redis, "test")
+    job_id = batches.enqueue(b'{"notifications": []}', "rid-2")
+    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    assert job.func_name == "workers.jobs.process_batch"
+    assert job.meta == {"request_id": "rid-2", "source": "callback", "bytes": 21}
+    assert job.retries_left == 5
+    assert job.get_status().value == "queued"
+    queue = Queue("test", connection=redis, serializer=JSONSerializer)
+    assert queue.job_ids == [job_id]
+    assert redis.get(body_key(job_id)) == b'{"notifications": []}'
+
+
+def test_each_enqueue_is_one_job_and_one_body(redis: Redis) -> None:
+    batches = BatchQueue(redis, "test")
+    ids = {batches.enqueue(b"{}", f"r{i}") for i in range(3)}
+    assert len(ids) == 3
+    assert redis.llen("rq:queue:test") == 3
+    assert len(redis.keys("devicehooks:body:*")) == 3

@@ -1,0 +1,188 @@
+"""Worker-side commands of the ``devicehooks`` CLI: decode, handlers, failed, rejections."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from app import config as config_module
+
+
+def _settings() -> config_module.Settings:
+    """Settings, or a ClickException naming the bad variable."""
+    try:
+        return config_module.from_env()
+    except config_module.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _redis() -> Any:
+    """A Redis client from REDIS_URL."""
+    from app.redis_conn import connect
+
+    settings = _settings()
+    try:
+        url = config_module.require_redis(settings)
+    except config_module.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return connect(url, tls_verify=settings.redis_tls_verify)
+
+
+@click.command()
+@click.argument("source", default="-", type=click.Path(allow_dash=True, dir_okay=False))
+def decode(source: str) -> None:
+    """Decode a captured callback body (FILE, or - for stdin): one JSON object per event per line."""
+    from workers.batch import BatchError, parse_batch
+    from workers.decoding import ObjectModelError, load_object_model
+
+    try:
+        body = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()  # noqa: SIM115
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        model = load_object_model(_settings().object_model_files)
+        parsed = parse_batch(body, model)
+    except (BatchError, ObjectModelError) as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+    out = sys.stdout
+    for event in parsed.events:
+        out.write(json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n")
+    for rejection in parsed.rejections:
+        where = rejection.kind if rejection.index is None else f"{rejection.kind}[{rejection.index}]"
+        click.echo(f"rejected {where}: {rejection.reason}", err=True)
+    if parsed.rejections:
+        sys.exit(2)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def handlers(as_json: bool) -> None:
+    """List the handlers loaded from HANDLERS and installed entry points, with their filters."""
+    from workers.handlers.discovery import HandlerLoadError, load_router
+
+    try:
+        router = load_router(_settings().handlers)
+    except HandlerLoadError as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = [handler.describe() for handler in router.handlers]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(
+            "no handlers loaded (set HANDLERS or install a package with a devicehooks.handlers entry point)"
+        )
+    for row in rows:
+        filters = " ".join(f"{k}={row[k]}" for k in ("ep", "path", "ept") if row[k])
+        mode = "batch" if row["batch"] else "per-event"
+        click.echo(
+            f"{row['name']}  kinds={','.join(row['kinds'])} {filters}  {mode} "
+            f"attempts={row['attempts']} timeout={row['timeout']}s"
+        )
+
+
+@click.group()
+def failed() -> None:
+    """Dead letters: events a handler still failed after its last attempt."""
+
+
+@failed.command("list")
+@click.option("--limit", default=50, show_default=True)
+def failed_list(limit: int) -> None:
+    """The newest dead letters."""
+    from workers.deadletters import DeadLetters
+
+    rows = DeadLetters(_redis()).list(limit)
+    if not rows:
+        click.echo("no dead letters")
+    for row in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(row["failed_at"])))
+        click.echo(f"{row['id']}  {when}Z  {row['handler']}  {row['count']} event(s)  {row['error']}")
+
+
+@failed.command("show")
+@click.argument("letter_id")
+def failed_show(letter_id: str) -> None:
+    """One dead letter with its events and traceback."""
+    from workers.deadletters import DeadLetters
+
+    letter = DeadLetters(_redis()).get(letter_id)
+    if letter is None:
+        raise click.ClickException(f"no dead letter {letter_id}")
+    click.echo(json.dumps(letter, indent=2, default=str))
+
+
+@failed.command("replay")
+@click.argument("letter_ids", nargs=-1, required=True)
+def failed_replay(letter_ids: tuple[str, ...]) -> None:
+    """Re-deliver exactly what failed, to that handler only (a worker must be running)."""
+    from app.batches import make_queue
+    from workers.dispatch import replay
+
+    redis = _redis()
+    queue = make_queue(redis, _settings().queue_name)
+    for letter_id in letter_ids:
+        try:
+            job_id = replay(redis, queue, letter_id)
+        except KeyError:
+            raise click.ClickException(f"no dead letter {letter_id}") from None
+        click.echo(f"{letter_id}: queued for redelivery as job {job_id}")
+
+
+@failed.command("purge")
+@click.argument("letter_ids", nargs=-1)
+@click.option("--all", "purge_all", is_flag=True, help="Delete every dead letter.")
+def failed_purge(letter_ids: tuple[str, ...], purge_all: bool) -> None:
+    """Delete dead letters (named ones, or --all)."""
+    from workers.deadletters import DeadLetters
+
+    dead = DeadLetters(_redis())
+    if purge_all:
+        click.echo(f"deleted {dead.purge()} dead letter(s)")
+        return
+    if not letter_ids:
+        raise click.ClickException("name dead letters to delete, or pass --all")
+    for letter_id in letter_ids:
+        click.echo(f"{letter_id}: {'deleted' if dead.remove(letter_id) else 'not found'}")
+
+
+@click.group()
+def rejections() -> None:
+    """Items (and whole bodies) that could not be turned into events."""
+
+
+@rejections.command("list")
+@click.option("--limit", default=50, show_default=True)
+def rejections_list(limit: int) -> None:
+    """The newest rejections, one JSON object per line."""
+    from workers.rejections import Rejections
+
+    for record in Rejections(_redis()).list(limit):
+        click.echo(json.dumps(record, default=str))
+
+
+@rejections.command("body")
+@click.argument("key")
+def rejections_body(key: str) -> None:
+    """Print a quarantined body (its key is in the rejection record)."""
+    from workers.rejections import Rejections
+
+    body = Rejections(_redis()).body(key)
+    if body is None:
+        raise click.ClickException(f"no quarantined body at {key}")
+    sys.stdout.buffer.write(body)
+
+
+@rejections.command("purge")
+def rejections_purge() -> None:
+    """Delete every rejection record and quarantined body."""
+    from workers.rejections import Rejections
+
+    click.echo(f"deleted {Rejections(_redis()).purge()} rejection record(s)")
+
+
+COMMANDS = [decode, handlers, failed, rejections]
