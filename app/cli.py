@@ -29,6 +29,15 @@ def run() -> None:
     sys.exit(devrunner.main())
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def simulate(args: tuple[str, ...]) -> None:
+    """Run a Device Management simulator for development, demos and load tests (--help: options)."""
+    from app.simulator.cli import simulate as command
+
+    command.main(list(args), prog_name="devicehooks simulate")
+
+
 @main.command()
 @click.option("--burst", is_flag=True, help="Exit once the queue is empty.")
 @click.option("--name", default=None, help="Worker name (default: generated).")
@@ -59,3 +68,15 @@ def _add_worker_commands() -> None:
 
 
 _add_worker_commands()
+
+
+# --- Device Management commands (app/dm) ---------------------------------------------------------
+def _add_dm_commands() -> None:
+    """register, callback, get, put, post, subscribe, presubscriptions, channel."""
+    from app.dm.cli import add_commands
+
+    add_commands(main)
+
+
+_add_dm_commands()
+# --- end of Device Management commands -----------------------------------------------------------

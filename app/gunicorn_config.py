@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app import config as _config
 
 _settings = _config.from_env()
@@ -19,3 +21,24 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 forwarded_allow_ips = "*"
+
+
+# --- Device Management callback registration (app/dm) --------------------------------------------
+def when_ready(server: Any) -> None:
+    """Once the master listens: register the callback from a daemon thread (app.dm.registration)."""
+    import logging
+
+    from app.dm.registration import start_background
+
+    dm_logger = logging.getLogger("app.dm")
+    if not dm_logger.handlers:
+        # gunicorn's error log, not the root logger: the web workers set up their own (buffered) one.
+        for handler in getattr(getattr(server, "log", None), "error_log", logging.getLogger()).handlers:
+            dm_logger.addHandler(handler)
+        dm_logger.setLevel(_settings.log_level)
+        dm_logger.propagate = False
+    local_url = f"http://127.0.0.1:{_settings.port}{_settings.callback_path}"
+    start_background(_settings, local_url=local_url)
+
+
+# --- end of Device Management callback registration ----------------------------------------------

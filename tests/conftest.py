@@ -34,7 +34,7 @@ def redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture
 def redis(redis_url: str) -> Iterator[Redis]:
     """A client on the private Redis, emptied before each test."""
-    client = Redis.from_url(redis_url)
+    client = Redis.from_url(redis_url, socket_timeout=None)  # tests block in BLPOP for longer than 5 s
     client.flushdb()
     yield client
     client.close()

@@ -48,25 +48,22 @@ def _worker_gone(redis: Redis, name: str | None) -> bool:
 
 
 def recover_abandoned(queue: Queue) -> list[str]:
-    """Re-queue (through their Retry) jobs whose worker is gone; return their ids."""
+    """Hand jobs whose worker is gone to RQ's own abandoned-job handling (retry, else failed).
+
+    RQ notices an abandoned job only when its execution heartbeat expires (~90 s); a worker killed
+    on this machine is known dead at once, so its executions are marked expired now.
+    """
     registry = queue.started_job_registry
-    recovered = []
-    for job_id in registry.get_job_ids(cleanup=False):
-        job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer) if job_id else None
-        if job is None or not _worker_gone(queue.connection, job.worker_name):
-            continue
-        with queue.connection.pipeline() as pipe:
-            registry.remove(job, pipeline=pipe)
-            if job.retries_left:
-                job.retry(queue, pipe)
-            else:
-                queue.failed_job_registry.add(
-                    job, exc_string="worker died while running the job", pipeline=pipe
-                )
-            pipe.execute()
-        logger.warning("job %s was abandoned by dead worker %s; retrying it", job.id, job.worker_name)
-        recovered.append(job.id)
-    return recovered
+    expired = []
+    for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+        job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
+        if _worker_gone(queue.connection, job.worker_name):
+            queue.connection.zadd(registry.key, {f"{job_id}:{execution_id}": 0}, xx=True)
+            expired.append(job_id)
+    if expired:
+        registry.cleanup()
+        logger.warning("jobs %s were abandoned by dead workers; retried through their Retry", expired)
+    return expired
 
 
 class DevicehooksWorker(SimpleWorker):

@@ -159,6 +159,7 @@ class Registrar:
         *,
         check_interval: float = 600.0,
         lock_timeout: float = 120.0,
+        lock_wait: float = 5.0,
         backoff: float = 1.0,
         max_backoff: float = 300.0,
     ) -> None:
@@ -169,6 +170,7 @@ class Registrar:
         self.presubscriptions = list(presubscriptions) if presubscriptions is not None else None
         self.check_interval = check_interval
         self.lock_timeout = lock_timeout
+        self.lock_wait = lock_wait
         self.backoff = backoff
         self.max_backoff = max_backoff
 
@@ -191,7 +193,7 @@ class Registrar:
 
     def ensure(self, force: bool = False) -> str:
         """Under the lock: register when forced or when the callback is gone or differs."""
-        lock = self.redis.lock(LOCK_NAME, timeout=self.lock_timeout, blocking_timeout=5)
+        lock = self.redis.lock(LOCK_NAME, timeout=self.lock_timeout, blocking_timeout=self.lock_wait)
         if not lock.acquire():
             return BUSY
         try:

@@ -88,6 +88,7 @@ class Device:
     subscriptions: set[str] = field(default_factory=set)
     pending: list[PendingRequest] = field(default_factory=list)
     ticks: int = 0
+    wakes: int = 0
 
     def resource(self, path: str) -> ResourceSpec | None:
         """The registered resource at exactly `path`."""
@@ -218,12 +219,11 @@ def encode_payload(values: dict[str, Any], path: str, ct: str) -> str:
     """Base64 payload of the values at or below `path`, as text/plain (one resource) or TLV."""
     if ct == TEXT:
         return encode_b64(text_of(values[path]).encode("utf-8"))
-    return encode_b64(encode_paths(values, path, default_object_model()))
+    selected = {p: v for p, v in values.items() if covers(path, p)}
+    return encode_b64(encode_paths(selected, path, default_object_model()))
 
 
 def read(device: Device, path: str, accept: str | None = None) -> tuple[str, str]:
     """Read `path` from the device: (payload_b64, ct); text for one resource unless TLV is asked for."""
-    if path in device.values and accept != TLV:
-        return encode_payload(device.values, path, TEXT), TEXT
-    selected = {p: v for p, v in device.values.items() if covers(path, p)}
-    return encode_payload(selected, path, TLV), TLV
+    ct = TEXT if path in device.values and accept != TLV else TLV
+    return encode_payload(device.values, path, ct), ct
