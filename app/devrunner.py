@@ -35,6 +35,7 @@ class DevRunner:
         self.redis: RedisServer | None = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
+        self.simulator: Any = None  # app.simulator.devrun.DevSimulator when DM_API_KEY is unset
 
     def prepare(self) -> config_module.Settings:
         """Fill in what is missing for local use: Redis, a callback secret; validate the rest."""
@@ -48,6 +49,11 @@ class DevRunner:
             self.env["CALLBACK_HEADERS"] = json.dumps({"Authorization": f"Bearer {secret}"})
             self.echo(f"no CALLBACK_HEADERS set: generated a callback secret for this run: Bearer {secret}")
         self.env.setdefault("WEB_CONCURRENCY", "1")
+        if not settings.dm_api_key:  # --- Device Management simulator (app/simulator) ---
+            from app.simulator.devrun import DevSimulator
+
+            self.simulator = DevSimulator()
+            self.simulator.configure(self.env, settings, self.echo)
         handlers = [h for h in self.env.get("HANDLERS", "").split(",") if h.strip()]
         if LOG_HANDLER not in handlers:
             self.env["HANDLERS"] = ",".join([LOG_HANDLER, *handlers])
@@ -100,12 +106,17 @@ class DevRunner:
         """Start Redis, web and worker; print where to PUT."""
         settings = self.prepare()
         python = sys.executable
+        if self.simulator:  # --- Device Management simulator (app/simulator) ---
+            self.spawn("simulator", self.simulator.command())
+            self.wait_http(self.simulator.url + "/stats")
         self.spawn("worker", [python, "-m", "app", "worker"])
         self.spawn(
             "web", [python, "-m", "gunicorn", "--config", "python:app.gunicorn_config", "app:create_app()"]
         )
         base = f"http://127.0.0.1:{settings.port}"
         self.wait_http(base + "/readyz")
+        if self.simulator:  # --- temporary: the gunicorn hook (app.dm.registration) registers too ---
+            self.simulator.register_with_simulator(settings)
         self.announce(settings, base)
         return settings
 

@@ -33,7 +33,9 @@ def worker_env(redis_url: str, handlers: str, queue: str = "test") -> dict[str, 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start ``devicehooks worker`` (as ``python -m app worker``)."""
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env, stdout=out, stderr=out, cwd=ROOT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "app", "worker"], env=env, stdout=out, stderr=out, cwd=ROOT
+        )
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> int:

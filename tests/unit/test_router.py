@@ -81,7 +81,9 @@ def test_decorator_registers_and_returns_the_function() -> None:
         return None
 
     assert on_temperature.__name__ == "on_temperature"
-    assert router.handlers[0].name.endswith(":test_decorator_registers_and_returns_the_function.<locals>.on_temperature")
+    assert router.handlers[0].name.endswith(
+        ":test_decorator_registers_and_returns_the_function.<locals>.on_temperature"
+    )
 
 
 def test_one_unsubscribed_path_does_not_drop_the_rest_of_the_batch() -> None:

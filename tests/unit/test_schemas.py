@@ -60,7 +60,8 @@ def test_registration_fields_and_resources_are_kept() -> None:
     assert event.ept == "Light"
     assert event.q is False
     assert [r["path"] for r in event.resources or []] == ["/3/0/0", "/3303/0/5700", "/3311/0/5850"]
-    assert event.resources and event.resources[0]["if"] == ""
+    assert event.resources
+    assert event.resources[0]["if"] == ""
 
 
 def test_de_registrations_come_as_strings_or_objects() -> None:
