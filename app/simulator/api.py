@@ -67,7 +67,7 @@ def _flag(name: str) -> bool:
 def validate_webhook(body: Any) -> tuple[str, dict[str, str]]:
     """Check a Webhook body: url required (http or https), string headers, at most 400 characters."""
     if not isinstance(body, dict):
-        raise BadRequest("the body must be a Webhook object: {\"url\": ..., \"headers\": {...}}")
+        raise BadRequest('the body must be a Webhook object: {"url": ..., "headers": {...}}')
     url, headers = body.get("url"), body.get("headers") or {}
     if not isinstance(url, str) or not url:
         raise BadRequest("url is required")
@@ -352,7 +352,9 @@ class SimulatorApi:
             return _json_response({"count": count}, 202)
         if not all(k in body for k in ("ep", "path", "value")):
             raise BadRequest("give count, or ep, path and value")
-        uid = self.sim.inject_notification(body["ep"], body["path"], body["value"], body.get("ct", "text/plain"))
+        uid = self.sim.inject_notification(
+            body["ep"], body["path"], body["value"], body.get("ct", "text/plain")
+        )
         return _json_response({"uids": [uid]}, 202)
 
     def sim_sent(self) -> Response:

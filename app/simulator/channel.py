@@ -133,15 +133,20 @@ class Channel:
 
     def publish(self, kind: str, item: Any, key: str) -> int:
         """Queue one event for delivery; return its sequence number."""
-        size = item_size(item)
+        return self.publish_many([(kind, item, key)])
+
+    def publish_many(self, events: list[tuple[str, Any, str]]) -> int:
+        """Queue (kind, item, key) events at once (one batch can take them all); return the last seq."""
+        sized = [(kind, item, key, item_size(item)) for kind, item, key in events]
         with self.cond:
-            self._seq += 1
-            self.counters.generated += 1
-            if self.mechanism is None:
-                self.counters.no_channel += 1
-                return self._seq
-            self._make_room(size)
-            self.queue.append(Event(kind, item, key, size, self._seq))
+            for kind, item, key, size in sized:
+                self._seq += 1
+                self.counters.generated += 1
+                if self.mechanism is None:
+                    self.counters.no_channel += 1
+                    continue
+                self._make_room(size)
+                self.queue.append(Event(kind, item, key, size, self._seq))
             self.cond.notify_all()
             return self._seq
 
@@ -456,14 +461,18 @@ class Channel:
         if self._failing_since is None:
             self._failing_since = now
         if now - self._failing_since >= self.config.delay(self.config.failure_window):
-            logger.warning("callback %s removed: deliveries failed for the failure window (%s)", job.url, detail)
+            logger.warning(
+                "callback %s removed: deliveries failed for the failure window (%s)", job.url, detail
+            )
             self._delete()
             self.callback_removed = True
             return
         self._attempt += 1
         backoff = min(2.0 ** (self._attempt - 1), self.config.max_backoff)
         self._next_attempt_at = now + self.config.delay(backoff)
-        logger.info("callback PUT failed (%s); retry %d in %.3f s", detail, self._attempt, self.config.delay(backoff))
+        logger.info(
+            "callback PUT failed (%s); retry %d in %.3f s", detail, self._attempt, self.config.delay(backoff)
+        )
 
 
 def _close_quietly(ws: WebSocketLike, code: int, message: str) -> None:

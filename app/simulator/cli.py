@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 from types import FrameType
@@ -32,20 +33,35 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--batch-size", default=10_000, show_default=True, help="Max items per delivered batch.")
 @click.option("--time-scale", default=1.0, show_default=True, help="Multiplies every simulated delay.")
 @click.option(
-    "--notification-interval", default=None, type=float, help="Seconds between notifications (default 5; 0 in load mode)."
+    "--notification-interval",
+    default=None,
+    type=float,
+    help="Seconds between notifications (default 5; 0 in load mode).",
 )
-@click.option("--async-delay", default=0.2, show_default=True, help="Seconds before a device answers a request.")
+@click.option(
+    "--async-delay", default=0.2, show_default=True, help="Seconds before a device answers a request."
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of device ids and values.")
 @click.option("--no-lifecycle", is_flag=True, help="No reg-updates, de-registrations or expiries over time.")
-@click.option("--early-async", is_flag=True, help="Legacy GET /v2/endpoints/..: async-response before the 202.")
-@click.option("--timeout-fraction", default=0.0, show_default=True, help="Share of devices that never answer.")
+@click.option(
+    "--early-async", is_flag=True, help="Legacy GET /v2/endpoints/..: async-response before the 202."
+)
+@click.option(
+    "--timeout-fraction", default=0.0, show_default=True, help="Share of devices that never answer."
+)
 @click.option("--queue-mode-fraction", default=0.0, show_default=True, help="Share of queue-mode devices.")
-@click.option("--callback-url", default=None, help="Register this callback at start (as PUT /v2/notification/callback).")
+@click.option(
+    "--callback-url", default=None, help="Register this callback at start (as PUT /v2/notification/callback)."
+)
 @click.option("--callback-header", multiple=True, help="Header of that callback, 'Name: value' (repeatable).")
-@click.option("--load", "load", default=None, help="Load mode: RATE notifications/s, or max (as fast as acked).")
+@click.option(
+    "--load", "load", default=None, help="Load mode: RATE notifications/s, or max (as fast as acked)."
+)
 @click.option("--count", default=100_000, show_default=True, help="Load mode: notifications to send in all.")
-@click.option("--progress-interval", default=1.0, show_default=True, help="Load mode: seconds between status lines.")
-@click.option("--log-level", default="WARNING", show_default=True, help="Log level of the simulator.")
+@click.option(
+    "--progress-interval", default=1.0, show_default=True, help="Load mode: seconds between status lines."
+)
+@click.option("--log-level", default="INFO", show_default=True, help="Log level (INFO shows every API call).")
 def simulate(
     host: str,
     port: int,
@@ -73,6 +89,8 @@ def simulate(
     from app.simulator.load import LoadRun, parse_rate
 
     logs.setup(log_level.upper())
+    if load is not None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log line per request
     try:
         rate = parse_rate(load) if load is not None else None
     except ValueError as exc:

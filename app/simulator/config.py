@@ -31,7 +31,7 @@ class SimulatorConfig:
     queue_mode_fraction: float = 0.0  # share of the initial devices in queue mode (before the above)
     wake_interval: float = 30.0  # s between wake-ups of a queue-mode device (0 = only on demand)
     awake_time: float = 5.0  # s a queue-mode device stays awake
-    lifecycle_interval: float = 30.0  # s between lifecycle events of the whole device population
+    lifecycle_interval: float = 10.0  # s between lifecycle events of the whole device population
     pull_timeout: float = 30.0  # s a long poll waits before answering 204
     record_ids: bool = True  # remember every sent event id (sim.sent_event_ids()); off for load runs
 

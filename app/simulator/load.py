@@ -9,7 +9,6 @@ from typing import Any
 
 from app.simulator.engine import Simulator
 
-CHUNK = 1000  # notifications generated per hold of the simulator's lock
 TICK = 0.02  # s between generation steps in fixed-rate mode
 
 
@@ -58,13 +57,18 @@ class LoadRun:
                 break
             now = time.monotonic()
             if now >= next_report:
-                self.echo(self.progress(stats, base, now - start, (stats["acknowledged"] - last_acked) / self.interval))
+                self.echo(
+                    self.progress(
+                        stats, base, now - start, (stats["acknowledged"] - last_acked) / self.interval
+                    )
+                )
                 next_report, last_acked = now + self.interval, stats["acknowledged"]
             self._pause()
         stats = self.sim.stats()
         summary = self.summary(stats, base, time.monotonic() - start)
         self.echo(
-            "load done: " + " ".join(f"{k}={v}" for k, v in summary.items() if k != "rate")
+            "load done: "
+            + " ".join(f"{k}={v}" for k, v in summary.items() if k != "rate")
             + f" rate={summary['rate']:.0f}/s"
         )
         return summary
@@ -88,7 +92,8 @@ class LoadRun:
             allowed = int(elapsed * self.rate) - self.generated
         allowed = min(allowed, self.count - self.generated)
         while allowed > 0:
-            made = self.sim.trigger_notifications(min(CHUNK, allowed), subscribed_only=False)
+            step = min(self.sim.config.batch_size, allowed)
+            made = self.sim.trigger_notifications(step, subscribed_only=False)
             if made == 0:
                 raise RuntimeError("no registered, awake device has an observable resource to notify")
             self.generated += made

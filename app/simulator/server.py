@@ -42,7 +42,10 @@ class SimulatorServer:
         self.port = self._server.server_port
         self.sim.start()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, name="simulator-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": POLL_INTERVAL},
+            name="simulator-http",
+            daemon=True,
         )
         self._thread.start()
         logger.info("simulator serving on %s", self.url)

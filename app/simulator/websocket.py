@@ -7,10 +7,11 @@ set headers, `Sec-WebSocket-Protocol: wss,pelion_<key>`. A missing or invalid ke
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from flask import Response, request
 from simple_websocket import ConnectionClosed, Server
@@ -26,7 +27,14 @@ UNEXPECTED_CONDITION = 1011
 PROTOCOL_PREFIX = "pelion_"
 
 
-def websocket_api_key(headers: Mapping[str, str]) -> str | None:
+class SupportsGet(Protocol):
+    """Header lookup by name (a dict, werkzeug's Headers)."""
+
+    def get(self, key: str) -> str | None:
+        """The header's value or None."""
+
+
+def websocket_api_key(headers: SupportsGet) -> str | None:
     """The API key from the Authorization header or the `pelion_` subprotocol."""
     scheme, _, token = (headers.get("Authorization") or "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
@@ -80,7 +88,5 @@ def connect_view(sim: Simulator) -> Response:
 
 def _close(ws: Server, code: int, message: str) -> None:
     """Close with a status code, ignoring a socket already gone."""
-    try:
+    with contextlib.suppress(ConnectionClosed):
         ws.close(code, message)
-    except ConnectionClosed:
-        pass

@@ -63,6 +63,8 @@ class Receiver:
     script: list[int] = field(default_factory=list)
     default: int = 204
     hold: threading.Event | None = None
+    stall: int = 0  # the next N PUTs with a body hang until `released` (or 10 s)
+    released: threading.Event = field(default_factory=threading.Event)
     active: int = 0
     max_active: int = 0
     url: str = ""
@@ -78,6 +80,11 @@ class Receiver:
         if self.hold is not None and body:
             self.hold.wait(10)
         with self.lock:
+            stalled = self.stall > 0 and bool(body)
+            self.stall -= stalled
+        if stalled:
+            self.released.wait(10)
+        with self.lock:
             status = self.script.pop(0) if self.script else self.default
             self.puts.append(Put(time.monotonic(), dict(request.headers), body, status))
             self.active -= 1
@@ -92,6 +99,11 @@ class Receiver:
     def items(self, kind: str) -> list[Any]:
         """Every acknowledged item of one kind, in order."""
         return [item for batch in self.batches() for item in batch.get(kind, [])]
+
+    def wait_items(self, kind: str, count: int, timeout: float = 5.0) -> list[Any]:
+        """Wait until `count` items of `kind` were acknowledged; return them all."""
+        wait_until(lambda: len(self.items(kind)) >= count, timeout, f"{count} {kind}")
+        return self.items(kind)
 
     def data_puts(self) -> list[Put]:
         """PUTs with a body."""
@@ -110,6 +122,7 @@ def receiver() -> Iterator[Receiver]:
     yield recorder
     if recorder.hold is not None:
         recorder.hold.set()
+    recorder.released.set()
     server.shutdown()
     server.server_close()
     thread.join(10)

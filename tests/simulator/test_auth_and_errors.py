@@ -16,7 +16,8 @@ def test_a_missing_key_is_401_in_the_error_model(sim: SimulatorServer) -> None:
     body = response.json()
     assert set(body) == ERROR_KEYS
     assert (body["object"], body["code"], body["type"]) == ("error", 401, "invalid_auth")
-    assert body["fields"] == [] and body["request_id"] == response.headers["X-Request-ID"]
+    assert body["fields"] == []
+    assert body["request_id"] == response.headers["X-Request-ID"]
 
 
 def test_a_wrong_key_is_401(sim: SimulatorServer) -> None:
@@ -39,9 +40,11 @@ def test_request_id_is_propagated_or_generated(api: Api) -> None:
 
 def test_unknown_routes_and_methods_use_the_error_model(api: Api) -> None:
     missing = api.get("/v2/no-such-thing")
-    assert missing.status_code == 404 and set(missing.json()) == ERROR_KEYS
+    assert missing.status_code == 404
+    assert set(missing.json()) == ERROR_KEYS
     wrong_method = api.post("/v2/notification/callback")
-    assert wrong_method.status_code == 405 and wrong_method.json()["code"] == 405
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["code"] == 405
 
 
 def test_stats_need_no_key(sim: SimulatorServer) -> None:

@@ -23,7 +23,9 @@ def test_a_receiver_answering_500_makes_registration_fail_with_400(api: Api, rec
     response = api.register(receiver.url)
     assert response.status_code == 400
     body = response.json()
-    assert body["object"] == "error" and body["code"] == 400 and "500" in body["message"]
+    assert body["object"] == "error"
+    assert body["code"] == 400
+    assert "500" in body["message"]
     assert api.get("/v2/notification/callback").status_code == 404
 
 
@@ -46,7 +48,8 @@ def test_url_is_required_and_url_plus_headers_fit_in_400_characters(api: Api, re
     assert api.put("/v2/notification/callback", json={"url": "ftp://x/y"}).status_code == 400
     long_header = {"X-Secret": "s" * (400 - len(receiver.url) - len("X-Secret") + 1)}
     response = api.register(receiver.url, long_header)
-    assert response.status_code == 400 and "400" in response.json()["message"]
+    assert response.status_code == 400
+    assert "400" in response.json()["message"]
     fitting = {"X-Secret": "s" * (400 - len(receiver.url) - len("X-Secret"))}
     assert api.register(receiver.url, fitting).status_code == 204
     assert receiver.puts  # only the fitting registration was checked
@@ -64,7 +67,9 @@ def test_a_new_registration_replaces_the_old(api: Api, receiver: Receiver) -> No
     assert api.get("/v2/notification/callback").json()["url"] == receiver.url + "/new"
 
 
-def test_get_and_delete_without_a_callback_are_404_and_delete_removes_it(api: Api, receiver: Receiver) -> None:
+def test_get_and_delete_without_a_callback_are_404_and_delete_removes_it(
+    api: Api, receiver: Receiver
+) -> None:
     assert api.get("/v2/notification/callback").status_code == 404
     assert api.delete("/v2/notification/callback").status_code == 404
     assert api.register(receiver.url).status_code == 204

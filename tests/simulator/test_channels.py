@@ -29,7 +29,8 @@ def test_channel_metadata_names_the_mechanism(api: Api, receiver: Receiver) -> N
 def test_a_websocket_channel_blocks_the_callback_until_deleted(api: Api, receiver: Receiver) -> None:
     api.put("/v2/notification/websocket")
     refused = api.register(receiver.url)
-    assert refused.status_code == 400 and "CHANNEL_EXISTS" in refused.json()["message"]
+    assert refused.status_code == 400
+    assert "CHANNEL_EXISTS" in refused.json()["message"]
     assert receiver.puts == []  # not even checked
     assert api.delete("/v2/notification/websocket").status_code == 204
     assert api.register(receiver.url).status_code == 204
@@ -76,6 +77,23 @@ def test_websocket_with_the_authorization_header(api: Api, sim: SimulatorServer)
         ws.close()
 
 
+def test_a_newer_websocket_closes_the_older_with_1001(api: Api, sim: SimulatorServer) -> None:
+    api.put("/v2/notification/websocket")
+    auth = [f"Authorization: Bearer {API_KEY}"]
+    old = websocket.create_connection(_ws_url(sim), header=auth, timeout=5)
+    wait_until(lambda: sim.sim.channel.ws is not None, what="the first socket to be bound")
+    new = websocket.create_connection(_ws_url(sim), header=auth, timeout=5)
+    try:
+        opcode, frame = old.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert int.from_bytes(frame[:2], "big") == 1001
+        uid = sim.sim.inject_notification(first_device(sim), "/3/0/9", 5)
+        assert json.loads(new.recv())["notifications"][0]["uid"] == uid
+    finally:
+        old.close()
+        new.close()
+
+
 def test_websocket_with_a_bad_key_is_closed_with_1008(api: Api, sim: SimulatorServer) -> None:
     api.put("/v2/notification/websocket")
     ws = websocket.create_connection(_ws_url(sim), subprotocols=["wss", "pelion_ak_wrong"], timeout=5)
@@ -113,7 +131,7 @@ def test_long_poll_returns_a_batch_then_204_and_marks_the_channel(api: Api, sim:
 
 
 def test_a_second_concurrent_long_poll_is_409(make_sim) -> None:  # type: ignore[no-untyped-def]
-    sim = make_sim(pull_timeout=200)  # 2 s of wall time at time_scale 0.01
+    sim = make_sim(pull_timeout=1000)  # 10 s of wall time at time_scale 0.01
     api = Api(sim.url)
     first: dict[str, int] = {}
     thread = threading.Thread(target=lambda: first.update(code=api.get("/v2/notification/pull").status_code))
@@ -124,7 +142,8 @@ def test_a_second_concurrent_long_poll_is_409(make_sim) -> None:  # type: ignore
     finally:
         uid = sim.sim.inject_notification(first_device(sim), "/3/0/9", 1)
         thread.join(10)
-    assert first["code"] == 200 and sim.sim.sent_event_ids() == [uid]
+    assert first["code"] == 200
+    assert sim.sim.sent_event_ids() == [uid]
 
 
 @pytest.mark.parametrize("path", ["/v2/notification/websocket", "/v2/notification/pull"])
@@ -134,4 +153,5 @@ def test_deleting_a_channel_drops_its_queued_events(api: Api, sim: SimulatorServ
     assert sim.sim.stats()["queued"] == 1
     api.delete(path)
     stats = sim.sim.stats()
-    assert stats["queued"] == 0 and stats["dropped"] == 1
+    assert stats["queued"] == 0
+    assert stats["dropped"] == 1

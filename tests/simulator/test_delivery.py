@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -31,7 +32,8 @@ def test_batches_hold_at_most_batch_size_items_and_one_is_in_flight(
     first = sim.sim.inject_notification(device, "/3/0/9", 0)
     wait_until(lambda: receiver.active == 1, what="the first PUT to be held")
     uids = [first] + [sim.sim.inject_notification(device, "/3/0/9", i) for i in range(1, 30)]
-    assert sim.sim.stats()["in_flight"] == 1 and sim.sim.stats()["queued"] == 29
+    assert sim.sim.stats()["in_flight"] == 1
+    assert sim.sim.stats()["queued"] == 29
     receiver.hold.set()
     wait_until(lambda: sim.sim.stats()["acknowledged"] == 30, what="all 30 acknowledged")
     sizes = [sum(len(items) for items in put.batch().values()) for put in receiver.data_puts()]
@@ -53,7 +55,7 @@ def test_a_503_is_retried_with_the_same_batch_and_backoff_until_acknowledged(
     puts = receiver.data_puts()
     assert [p.status for p in puts] == [503, 503, 503, 503, 204]
     assert len({p.body for p in puts}) == 1  # the same batch each time
-    gaps = [b.at - a.at for a, b in zip(puts, puts[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(puts)]
     for gap, backoff in zip(gaps, (1, 2, 4, 8), strict=True):
         assert gap >= backoff * 0.01 * 0.9  # 1 s, 2 s, 4 s, 8 s at time_scale 0.01
     assert _uids(receiver) == Counter(uids)  # nothing lost, nothing doubled
@@ -62,13 +64,25 @@ def test_a_503_is_retried_with_the_same_batch_and_backoff_until_acknowledged(
     assert sim.sim.sent_event_ids() == uids
 
 
+def test_a_put_that_times_out_is_retried(
+    make_sim: Callable[..., SimulatorServer], receiver: Receiver
+) -> None:
+    sim = _start(make_sim, receiver, http_timeout=0.3)
+    receiver.stall = 1
+    uid = sim.sim.inject_notification(first_device(sim), "/3/0/9", 1)
+    wait_until(lambda: sim.sim.stats()["acknowledged"] == 1, what="the retry to be acknowledged")
+    stats = sim.sim.stats()
+    assert (stats["failures"], stats["retried"], stats["sent"]) == (1, 1, 1)
+    assert [n["uid"] for n in receiver.items("notifications")] == [uid]
+
+
 def test_backoff_is_capped(make_sim: Callable[..., SimulatorServer], receiver: Receiver) -> None:
     sim = _start(make_sim, receiver, max_backoff=2)
     receiver.script = [500] * 5
     sim.sim.inject_notification(first_device(sim), "/3/0/9", 1)
     wait_until(lambda: sim.sim.stats()["acknowledged"] == 1)
     puts = receiver.data_puts()
-    gaps = [b.at - a.at for a, b in zip(puts, puts[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(puts)]
     assert max(gaps) < 0.5  # 4 s and 8 s would be 0.04/0.08 s; the cap of 2 s keeps it at 0.02 s
 
 
@@ -112,7 +126,8 @@ def test_the_queue_limit_drops_the_oldest_events(
     wait_until(lambda: receiver.active == 1)
     later = [sim.sim.inject_notification(device, "/3/0/9", i) for i in range(1, 40)]
     stats = sim.sim.stats()
-    assert stats["dropped"] > 0 and stats["queued_bytes"] <= 2000
+    assert stats["dropped"] > 0
+    assert stats["queued_bytes"] <= 2000
     receiver.hold.set()
     wait_until(lambda: sim.sim.stats()["queued"] == 0 and sim.sim.stats()["in_flight"] == 0)
     received = list(_uids(receiver))
@@ -126,8 +141,11 @@ def test_stats_count_what_happened(make_sim: Callable[..., SimulatorServer], rec
         sim.sim.inject_notification(first_device(sim), "/3/0/9", i)
     wait_until(lambda: sim.sim.stats()["acknowledged"] == 5)
     stats = sim.sim.stats()
-    assert stats["sent"] == 5 and stats["dropped"] == 0 and stats["retried"] == 0
-    assert 3 <= stats["batches"] <= 5 and stats["in_flight"] == stats["queued"] == 0
+    assert stats["sent"] == 5
+    assert stats["dropped"] == 0
+    assert stats["retried"] == 0
+    assert 3 <= stats["batches"] <= 5
+    assert stats["in_flight"] == stats["queued"] == 0
 
 
 def test_registrations_and_de_registrations_are_delivered_and_countable(
@@ -141,12 +159,15 @@ def test_registrations_and_de_registrations_are_delivered_and_countable(
     sim.sim.expire_device(device)
     wait_until(lambda: sim.sim.stats()["acknowledged"] == 5)
     [registration, again] = receiver.items("registrations")
-    assert registration["ep"] == device and registration["original-ep"] == "extra"
-    assert registration["q"] is False and registration["uid"] != again["uid"]
+    assert registration["ep"] == device
+    assert registration["original-ep"] == "extra"
+    assert registration["q"] is False
+    assert registration["uid"] != again["uid"]
     assert {"path": "/3303/0/5700", "rt": "temperature", "ct": "text/plain", "obs": True, "if": ""} in (
         registration["resources"]
     )
     assert receiver.items("de-registrations") == [device]
     assert receiver.items("registrations-expired") == [device]
     keys = sim.sim.sent_event_ids()
-    assert f"de-registrations:{device}:1" in keys and len(set(keys)) == 5
+    assert f"de-registrations:{device}:1" in keys
+    assert len(set(keys)) == 5

@@ -12,7 +12,8 @@ from tests.simulator.conftest import Api, Receiver, first_device, wait_until
 def _answer(receiver: Receiver, async_id: str) -> dict[str, object]:
     """Wait for the async-response with this id."""
     found = wait_until(
-        lambda: [r for r in receiver.items("async-responses") if r["id"] == async_id], what=f"answer {async_id}"
+        lambda: [r for r in receiver.items("async-responses") if r["id"] == async_id],
+        what=f"answer {async_id}",
     )
     assert len(found) == 1
     return dict(found[0])
@@ -23,11 +24,14 @@ def _request(api: Api, device: str, async_id: str, **body: str) -> int:
     return api.post(f"/v2/device-requests/{device}", params={"async-id": async_id}, json=body).status_code
 
 
-def test_a_read_is_answered_with_the_clients_async_id(api: Api, sim: SimulatorServer, registered: Receiver) -> None:
+def test_a_read_is_answered_with_the_clients_async_id(
+    api: Api, sim: SimulatorServer, registered: Receiver
+) -> None:
     device = first_device(sim)
     assert _request(api, device, "read-1", method="GET", uri="/3/0/0") == 202
     answer = _answer(registered, "read-1")
-    assert answer["status"] == 200 and answer["ct"] == "text/plain"
+    assert answer["status"] == 200
+    assert answer["ct"] == "text/plain"
     assert base64.b64decode(str(answer["payload"])) == b"devicehooks"
 
 
@@ -52,17 +56,27 @@ def test_an_instance_read_is_tlv(api: Api, sim: SimulatorServer, registered: Rec
 
 def test_request_errors(api: Api, sim: SimulatorServer, registered: Receiver) -> None:
     device = first_device(sim)
-    unknown = api.post("/v2/device-requests/nope", params={"async-id": "a"}, json={"method": "GET", "uri": "/3"})
-    assert unknown.status_code == 404 and "DEVICE_NOT_FOUND" in unknown.json()["message"]
+    unknown = api.post(
+        "/v2/device-requests/nope", params={"async-id": "a"}, json={"method": "GET", "uri": "/3"}
+    )
+    assert unknown.status_code == 404
+    assert "DEVICE_NOT_FOUND" in unknown.json()["message"]
     assert _request(api, device, "bad id!", method="GET", uri="/3/0/0") == 400
     assert _request(api, device, "x" * 41, method="GET", uri="/3/0/0") == 400
     assert _request(api, device, "a1", method="FETCH", uri="/3/0/0") == 400
-    missing = api.post(f"/v2/device-requests/{device}", params={"async-id": "a2"}, json={"method": "GET", "uri": "/42/0/1"})
+    missing = api.post(
+        f"/v2/device-requests/{device}", params={"async-id": "a2"}, json={"method": "GET", "uri": "/42/0/1"}
+    )
     assert "RESOURCE_NOT_FOUND" in missing.json()["message"]
     sim.sim.deregister_device(device)
-    assert "DEVICE_NOT_CONNECTED" in api.post(
-        f"/v2/device-requests/{device}", params={"async-id": "a3"}, json={"method": "GET", "uri": "/3/0/0"}
-    ).json()["message"]
+    assert (
+        "DEVICE_NOT_CONNECTED"
+        in api.post(
+            f"/v2/device-requests/{device}",
+            params={"async-id": "a3"},
+            json={"method": "GET", "uri": "/3/0/0"},
+        ).json()["message"]
+    )
 
 
 def test_without_a_channel_requests_are_412(api: Api, sim: SimulatorServer) -> None:
@@ -81,7 +95,9 @@ def test_an_unresponsive_device_times_out_with_504(
     assert _answer(receiver, "t-1") == {"id": "t-1", "status": 504, "error": "TIMEOUT"}
 
 
-def test_a_queue_mode_device_answers_when_it_wakes(api: Api, sim: SimulatorServer, registered: Receiver) -> None:
+def test_a_queue_mode_device_answers_when_it_wakes(
+    api: Api, sim: SimulatorServer, registered: Receiver
+) -> None:
     sleeper = sim.sim.register_device("sleepy", queue_mode=True).ep
     sim.sim.sleep_device(sleeper)
     _request(api, sleeper, "q-1", method="GET", uri="/3/0/0")
@@ -114,7 +130,9 @@ def test_legacy_cache_only_no_resp_and_errors(api: Api, sim: SimulatorServer, re
     cached = api.get(f"/v2/endpoints/{device}/3/0/0", params={"cacheOnly": "true"})
     assert (cached.status_code, cached.text) == (200, "devicehooks")
     light = first_device(sim, "sim-light")
-    assert api.put(f"/v2/endpoints/{light}/3311/0/5851", data="12", params={"noResp": "true"}).status_code == 204
+    assert (
+        api.put(f"/v2/endpoints/{light}/3311/0/5851", data="12", params={"noResp": "true"}).status_code == 204
+    )
     assert sim.sim.device(light).values["/3311/0/5851"] == 12  # type: ignore[union-attr]
     assert api.get("/v2/endpoints/nope/3/0/0").status_code == 410
     assert api.get(f"/v2/endpoints/{device}/42/0/0").status_code == 404

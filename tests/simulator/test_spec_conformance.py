@@ -44,7 +44,9 @@ def spec() -> dict[str, Any]:
     return loaded
 
 
-def _problems(spec: dict[str, Any], value: Any, schema: dict[str, Any], where: str, owner: str = "") -> Iterator[str]:
+def _problems(
+    spec: dict[str, Any], value: Any, schema: dict[str, Any], where: str, owner: str = ""
+) -> Iterator[str]:
     """Every way `value` breaks the Swagger 2.0 `schema` (a small checker over `definitions`)."""
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
@@ -104,7 +106,9 @@ def test_the_checker_finds_problems(spec: dict[str, Any]) -> None:
     bad = {"async-responses": [{"id": 1, "status": "200"}], "registrations": [{"q": "no", "resources": [3]}]}
     found = list(_problems(spec, bad, {"$ref": "#/definitions/NotificationMessage"}, "batch"))
     assert len(found) == 4, found
-    assert list(_problems(spec, {"headers": {}}, {"$ref": "#/definitions/Webhook"}, "w")) == ["w: missing required url"]
+    assert list(_problems(spec, {"headers": {}}, {"$ref": "#/definitions/Webhook"}, "w")) == [
+        "w: missing required url"
+    ]
 
 
 def test_every_route_served_exists_in_the_spec(spec: dict[str, Any], sim: SimulatorServer) -> None:
@@ -141,7 +145,9 @@ def test_channel_responses_match_the_definitions(spec: dict[str, Any], api: Api,
     assert_documented(spec, api.get("/v2/notification/pull"), "/v2/notification/pull", "get")
 
 
-def test_resource_and_subscription_responses_match(spec: dict[str, Any], api: Api, sim: SimulatorServer) -> None:
+def test_resource_and_subscription_responses_match(
+    spec: dict[str, Any], api: Api, sim: SimulatorServer
+) -> None:
     device = first_device(sim)
     resources = api.get(f"/v2/endpoints/{device}")
     for item in resources.json():
@@ -162,7 +168,9 @@ def test_delivered_batches_and_async_ids_match(
     spec: dict[str, Any], api: Api, sim: SimulatorServer, registered: Receiver
 ) -> None:
     device = first_device(sim)
-    accepted = api.post(f"/v2/device-requests/{device}", params={"async-id": "s-1"}, json={"method": "GET", "uri": "/3/0"})
+    accepted = api.post(
+        f"/v2/device-requests/{device}", params={"async-id": "s-1"}, json={"method": "GET", "uri": "/3/0"}
+    )
     assert_documented(spec, accepted, "/v2/device-requests/{device-id}", "post")
     legacy = api.get(f"/v2/endpoints/{device}/3303/0/5700")
     assert_documented(spec, legacy, "/v2/endpoints/{device-id}/{resourcePath}", "get")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.simulator import SimulatorServer
 from tests.simulator.conftest import Api, Receiver, first_device, wait_until
+from workers.decoding import decode_value, default_object_model
 
 
 def _notified(receiver: Receiver) -> set[tuple[str, str]]:
@@ -37,12 +38,11 @@ def test_an_instance_subscription_notifies_tlv_of_the_instance(
     device = first_device(sim)
     api.put(f"/v2/subscriptions/{device}/3303/0")
     sim.sim.notify_tick()
-    [item] = wait_until(lambda: registered.items("notifications"))
+    [item] = registered.wait_items("notifications", 1)
     assert (item["path"], item["ct"]) == ("/3303/0", "application/vnd.oma.lwm2m+tlv")
-    from workers.decoding import decode_value, default_object_model
-
     value, error = decode_value(item["payload"], item["ct"], item["path"], default_object_model())
-    assert error is None and set(value) == {"/3303/0/5700", "/3303/0/5701"}
+    assert error is None
+    assert set(value) == {"/3303/0/5700", "/3303/0/5701"}
 
 
 def test_unsubscribing_stops_notifications(api: Api, sim: SimulatorServer, registered: Receiver) -> None:
@@ -70,7 +70,7 @@ def test_a_non_observable_resource_answers_412_through_the_channel(
     response = api.put(f"/v2/subscriptions/{first_device(sim)}/3/0/0")
     assert response.status_code == 202
     async_id = response.json()["async-response-id"]
-    [answer] = wait_until(lambda: registered.items("async-responses"))
+    [answer] = registered.wait_items("async-responses", 1)
     assert answer == {"id": async_id, "status": 412, "error": "NOT_OBSERVABLE"}
 
 
