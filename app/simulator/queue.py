@@ -7,14 +7,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = (
-    "notifications",
-    "registrations",
-    "reg-updates",
-    "de-registrations",
-    "registrations-expired",
-    "async-responses",
-)
+from workers.events import KINDS
 
 
 @dataclass(slots=True)
