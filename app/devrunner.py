@@ -115,9 +115,10 @@ class DevRunner:
         )
         base = f"http://127.0.0.1:{settings.port}"
         self.wait_http(base + "/readyz")
-        if self.simulator:  # --- temporary: the gunicorn hook (app.dm.registration) registers too ---
-            self.simulator.register_with_simulator(settings)
         self.announce(settings, base)
+        if self.simulator:
+            self.simulator.register_with_simulator(settings)
+            self.simulator.demo(settings, self.echo)
         return settings
 
     def announce(self, settings: config_module.Settings, base: str) -> None:

@@ -52,6 +52,18 @@ class Dispatcher:
         self.settle(failures, attempt=1, source=source)
         return failures
 
+    def deliver_to(self, handler_name: str, events: list[Event], source: str) -> int:
+        """Deliver events to one named handler, whatever its filters; return how many failed."""
+        handler = self.router.get(handler_name)
+        if handler is None:
+            error = f"handler {handler_name!r} is not loaded"
+            self.dead.add(handler_name, [e.to_dict() for e in events], error, "", 1, source)
+            logger.error("%s; %d event(s) dead-lettered", error, len(events))
+            return len(events)
+        failures = self.lanes.deliver([(handler, events)])
+        self.settle(failures, attempt=1, source=source)
+        return sum(len(f.events) for f in failures)
+
     def settle(self, failures: list[Failure], attempt: int, source: str) -> None:
         """Schedule a retry for each failure, or dead-letter it after the handler's last attempt."""
         for failure in failures:

@@ -9,9 +9,10 @@ from rq import get_current_job
 
 from app.batches import body_key as key_for_job
 from app.redis_conn import raw
-from workers import runtime
+from workers import asyncs, runtime
 from workers.batch import BatchError, parse_batch
 from workers.directory import learn_and_fill
+from workers.events import Event
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,15 @@ def process_batch(body_key: str | None = None) -> dict[str, Any]:
         logger.error("batch %s request_id=%s quarantined: %s", job_id, request_id, exc)
         return {"quarantined": str(exc)}
     rt.rejections.record(parsed.rejections, job_id, request_id)
+    named = asyncs.resolve(rt.tracker, parsed.events) if "async-responses" in parsed.counts() else []
     if rt.uses_ept:
         learn_and_fill(rt.redis, parsed.events)
-    failures = rt.dispatcher.dispatch(parsed.events, source=job_id)
+    dispatcher = rt.dispatcher
+    # An early async-response put back by AsyncTracker.track was dispatched when it first came.
+    reinjected = job is not None and job.meta.get("source") == "async-early"
+    failures = [] if reinjected else dispatcher.dispatch(parsed.events, source=job_id)
+    for handler_name, event in named:
+        dispatcher.deliver_to(handler_name, [event], source=job_id)
     rt.redis.delete(key)
     counts = parsed.counts()
     logger.info(
@@ -46,6 +53,14 @@ def process_batch(body_key: str | None = None) -> dict[str, Any]:
         job_id, request_id, counts, len(parsed.rejections), len(failures),
     )  # fmt: skip
     return {"events": counts, "rejected": len(parsed.rejections), "failed_handlers": len(failures)}
+
+
+def deliver_async_result(handler_name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Give a timed-out (or otherwise settled) async request's Event to the handler it named."""
+    job = get_current_job()
+    source = job.id if job else "direct"
+    failed = runtime.current().dispatcher.deliver_to(handler_name, [Event.from_dict(event)], source)
+    return {"handler": handler_name, "failed": failed}
 
 
 def redeliver(handler_name: str, key: str, attempt: int, source: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from rq import Queue
 
 from app import config as config_module
 from app.batches import make_queue
+from app.dm.asyncs import AsyncTracker
 from app.redis_conn import connect
 from workers.decoding import ObjectModel, load_object_model
 from workers.dispatch import Dispatcher
@@ -36,6 +37,11 @@ class Runtime:
     def dispatcher(self) -> Dispatcher:
         """Delivery with retries and dead letters."""
         return Dispatcher(self.router, self.lanes, self.redis, self.queue)
+
+    @property
+    def tracker(self) -> AsyncTracker:
+        """Pending async requests."""
+        return AsyncTracker(self.redis, queue_name=self.settings.queue_name)
 
     @property
     def rejections(self) -> Rejections:

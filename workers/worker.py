@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 
 from redis import Redis
 from rq import Queue, SimpleWorker
@@ -17,7 +18,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from app.redis_conn import text
-from workers import runtime
+from workers import asyncs, runtime
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,11 @@ def run(burst: bool = False, name: str | None = None) -> bool:
         maintenance_interval=MAINTENANCE_INTERVAL,
     )
     logger.info("worker %s on queue %s", worker.name, rt.queue.name)
+    stop = threading.Event()
+    if not burst:
+        asyncs.start_sweeper(rt.tracker, rt.queue.enqueue, stop)
     try:
         return worker.work(burst=burst, with_scheduler=True, logging_level=rt.settings.log_level)
     finally:
+        stop.set()
         rt.lanes.shutdown()

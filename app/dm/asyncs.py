@@ -21,10 +21,13 @@ How the worker uses it (the worker runs the handlers; the web side and the CLI o
         result = tracker.resolve(item)          # AsyncResult the FIRST time an id resolves, else None
         if result is not None and result.handler:
             run_handler(result.handler, result)
-    # every few seconds (after each batch job and on an idle timer):
+    # every few seconds (after each batch job and on an idle timer), or sweep_forever() in a thread:
     for result in tracker.expire_overdue():     # pending records past their deadline -> timed out
         if result.handler:
             run_handler(result.handler, result)
+
+Timeouts are only as punctual as the sweep: run it every 1-5 s. A record is never stuck for good
+without one: it expires from Redis after its timeout plus ``result_ttl``.
 
 An early response matched by :meth:`track` is put back on the batch queue as a one-item batch
 (``source="async-early"``), so that it, too, is resolved by the worker, which runs its handler.
@@ -35,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -42,6 +46,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from app.batches import BatchQueue
 from app.dm.client import DMClient, normalize_uri
@@ -208,6 +213,7 @@ class AsyncTracker:
         self.deadlines_key = prefix + "deadlines"
         self._resolve_script = redis.register_script(_RESOLVE_LUA)
         self._create_script = redis.register_script(_CREATE_LUA)
+        self._batches: BatchQueue | None = None
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -290,8 +296,9 @@ class AsyncTracker:
     def _requeue_early(self, async_id: str, item_json: str) -> None:
         """Put an early async-response back on the batch queue, for the worker to resolve."""
         body = b'{"async-responses": [' + item_json.encode("utf-8") + b"]}"
-        batches = BatchQueue(self.redis, self.queue_name)
-        job_id = batches.enqueue(body, f"early-{async_id}", source="async-early")
+        if self._batches is None:
+            self._batches = BatchQueue(self.redis, self.queue_name)
+        job_id = self._batches.enqueue(body, f"early-{async_id}", source="async-early")
         logger.info("async %s: its response came early; requeued as job %s", async_id, job_id)
 
     def request(
@@ -468,3 +475,21 @@ class AsyncTracker:
         timeout = self.default_timeout if timeout is None else timeout
         async_id = self.request(client, ep, method, path, payload, ct, timeout=timeout, accept=accept)
         return self.wait(async_id, timeout)
+
+
+def sweep_forever(
+    tracker: AsyncTracker,
+    stop: threading.Event,
+    interval: float = 2.0,
+    on_timeout: Callable[[AsyncResult], None] | None = None,
+) -> None:
+    """Run ``expire_overdue`` every ``interval`` s until ``stop``; timed-out results go to ``on_timeout``."""
+    while not stop.wait(interval):
+        try:
+            expired = tracker.expire_overdue()
+        except RedisError as exc:
+            logger.warning("async sweep skipped: Redis unavailable (%s)", type(exc).__name__)
+            continue
+        for result in expired:
+            if on_timeout is not None:
+                on_timeout(result)

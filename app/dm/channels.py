@@ -195,6 +195,8 @@ class ChannelRunner:
                 raise ChannelFatal(f"{self.source}: the API key was refused: {exc}") from None
             except (DMApiError, websocket.WebSocketException, OSError) as exc:
                 logger.warning("%s: %s: %s", self.source, type(exc).__name__, exc)
+            except Exception:
+                logger.exception("%s: unexpected error; reconnecting", self.source)
             if halt.is_set():
                 return
             attempt = 0 if self.batches_received > received else attempt + 1

@@ -112,7 +112,7 @@ _ct_option = click.option("--ct", default="text/plain", show_default=True, help=
 @click.argument("path")
 @_timeout_option
 def get_command(ep: str, path: str, timeout: float) -> None:
-    """Read a resource (e.g. `get 0167… /3303/0/5700`) and print its decoded value as JSON."""
+    """Read a resource and print its decoded value as JSON (a worker must be running)."""
     _device_request(ep, "GET", path, None, None, timeout, value_only=True)
 
 
@@ -123,7 +123,7 @@ def get_command(ep: str, path: str, timeout: float) -> None:
 @_ct_option
 @_timeout_option
 def put_command(ep: str, path: str, value: str, ct: str, timeout: float) -> None:
-    """Write VALUE to a resource."""
+    """Write VALUE to a resource and print the device's answer (a worker must be running)."""
     _device_request(ep, "PUT", path, value, ct, timeout, value_only=False)
 
 
@@ -134,7 +134,7 @@ def put_command(ep: str, path: str, value: str, ct: str, timeout: float) -> None
 @_ct_option
 @_timeout_option
 def post_command(ep: str, path: str, value: str | None, ct: str, timeout: float) -> None:
-    """Execute a resource (optionally with VALUE as its argument)."""
+    """Execute a resource, VALUE as its argument (a worker must be running)."""
     _device_request(ep, "POST", path, value, ct, timeout, value_only=False)
 
 

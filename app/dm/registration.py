@@ -134,12 +134,15 @@ def wait_until_serving(
     """Poll the local callback route with the empty verification PUT until it answers 2xx."""
     deadline = time.monotonic() + timeout
     stop = stop or threading.Event()
+    last_status = None
     while time.monotonic() < deadline and not stop.is_set():
         try:
             response = requests.put(url, data=b"", headers=dict(headers), timeout=2)
             if response.status_code in (200, 204):
                 return True
-            logger.warning("local callback %s answered %d to the empty PUT", url, response.status_code)
+            if response.status_code != last_status:
+                logger.warning("local callback %s answered %d to the empty PUT", url, response.status_code)
+            last_status = response.status_code
         except requests.RequestException:
             pass
         stop.wait(0.2)
@@ -230,6 +233,8 @@ class Registrar:
                 logger.warning("callback registration failed: %s", exc)
             except RedisError as exc:
                 logger.warning("callback registration: Redis unavailable (%s)", type(exc).__name__)
+            except Exception:
+                logger.exception("callback registration: unexpected error")
             stop.wait(self._delay(attempt))
             attempt += 1
         return None

@@ -14,6 +14,7 @@ from app.redis_server import free_port
 from app.simulator.config import DEFAULT_API_KEY
 
 logger = logging.getLogger(__name__)
+DEMO_PATHS = ["/3303/*", "/3304/*", "/3311/*"]
 
 
 class DevSimulator:
@@ -49,11 +50,7 @@ class DevSimulator:
         )
 
     def register_with_simulator(self, settings: Settings, timeout: float = 30.0) -> bool:
-        """Register CALLBACK_URL with the simulator unless already done (the gunicorn hook also does).
-
-        Temporary: app.dm.registration registers the callback from gunicorn's when_ready; this makes
-        `devicehooks run` work regardless. The lead may remove it.
-        """
+        """Register CALLBACK_URL with the simulator unless the gunicorn hook already did."""
         headers = {"Authorization": f"Bearer {self.api_key}"}
         base = f"{self.url}/v2/notification/callback"
         current = requests.get(base, headers=headers, timeout=timeout)
@@ -65,3 +62,28 @@ class DevSimulator:
             raise RuntimeError(f"registering the callback with the simulator failed: {response.text}")
         logger.info("callback registered with the simulator")
         return True
+
+    def demo(self, settings: Settings, echo: Callable[[str], Any], wait: float = 15.0) -> None:
+        """Make events flow at once: subscribe to every sensor, re-register the devices, read one resource."""
+        from app.dm.asyncs import AsyncTracker
+        from app.dm.client import DMClient
+        from app.redis_conn import connect
+
+        client = DMClient(self.url, self.api_key)
+        client.put_presubscriptions([{"endpoint-name": "*", "resource-path": DEMO_PATHS}])
+        devices = requests.get(f"{self.url}/sim/devices", timeout=10).json()
+        for device in devices:
+            requests.post(f"{self.url}/sim/devices/{device['id']}/register", timeout=10)
+        paths = ", ".join(DEMO_PATHS)
+        echo(f"simulator: {len(devices)} devices registered, notifications of {paths} every few s")
+        if not devices or not settings.redis_url:
+            return
+        tracker = AsyncTracker(
+            connect(settings.redis_url, socket_timeout=None), queue_name=settings.queue_name
+        )
+        async_id = tracker.request(client, devices[0]["id"], "GET", "/3/0/0")
+        result = tracker.wait(async_id, timeout=wait)
+        echo(
+            f"async read of {devices[0]['id']}/3/0/0 through the simulator: state={result.state} "
+            f"status={result.status} value={result.value!r}"
+        )

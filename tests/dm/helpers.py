@@ -29,9 +29,9 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = 
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve a WSGI app on a free port in a thread; yield its base URL; stop it after."""
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+def serving(app: Any, port: int = 0) -> Iterator[str]:
+    """Serve a WSGI app on ``port`` (0: a free one) in a thread; yield its base URL; stop it after."""
+    server: BaseWSGIServer = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -74,18 +74,20 @@ class Pump:
             taken = take_batch(self.redis, self.queue)
             if taken is None:
                 continue
-            for item in taken[1].get("async-responses", []):
-                result = self.tracker.resolve(item)
-                if result is not None:
-                    with self.lock:
-                        self.resolved.append(result)
+            results = [self.tracker.resolve(item) for item in taken[1].get("async-responses", [])]
             with self.lock:
+                self.resolved.extend(result for result in results if result is not None)
                 self.batches.append(taken)
 
     def items(self, kind: str) -> list[Any]:
         """Every item of ``kind`` seen so far."""
         with self.lock:
             return [item for _, body in self.batches for item in body.get(kind, [])]
+
+    def handlers_of(self, async_id: str) -> list[str | None]:
+        """The handler names of the results resolved for ``async_id`` (once: one name)."""
+        with self.lock:
+            return [result.handler for result in self.resolved if result.id == async_id]
 
     def sources(self) -> set[str]:
         """The sources of the batches seen."""

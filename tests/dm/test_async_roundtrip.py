@@ -51,7 +51,8 @@ def test_handler_name_comes_back_once_to_the_worker(
     result = tracker.wait(async_id, 10)
     assert result.ok
     assert isinstance(result.value, str)
-    assert [r.handler for r in pump.resolved if r.id == async_id] == ["myapp.handlers:on_model"]
+    wait_until(lambda: pump.handlers_of(async_id), what="the pump to finish the batch")
+    assert pump.handlers_of(async_id) == ["myapp.handlers:on_model"]
 
 
 def test_refused_post_marks_the_record_failed(wired: DMClient, tracker: AsyncTracker) -> None:
@@ -117,6 +118,8 @@ def test_early_async_response_of_the_legacy_api_is_matched_once(
         assert result.ok
         assert isinstance(result.value, str)
         assert result.handler == "h"
+        wait_until(lambda: pump.handlers_of(reply.async_id), what="the pump to finish the batch")
+        assert pump.handlers_of(reply.async_id) == ["h"]
         assert [r.id for r in pump.resolved] == [reply.async_id]
         assert "async-early" in pump.sources()
         client.close()

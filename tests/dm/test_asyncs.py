@@ -10,8 +10,17 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from app.dm.asyncs import FAILED, PENDING, RESOLVED, TIMEOUT, UNKNOWN, AsyncTracker
-from tests.dm.helpers import take_batch
+from app.dm.asyncs import (
+    FAILED,
+    PENDING,
+    RESOLVED,
+    TIMEOUT,
+    UNKNOWN,
+    AsyncResult,
+    AsyncTracker,
+    sweep_forever,
+)
+from tests.dm.helpers import take_batch, wait_until
 
 QUEUE = "test"
 
@@ -74,10 +83,11 @@ def test_concurrent_duplicates_resolve_exactly_once(redis_url: str, tracker: Asy
     start = threading.Barrier(8)
 
     def deliver() -> None:
-        own = AsyncTracker(Redis.from_url(redis_url), queue_name=QUEUE)
-        start.wait()
-        if own.resolve(item(async_id)) is not None:
-            wins.append(1)
+        with Redis.from_url(redis_url) as own_redis:
+            own = AsyncTracker(own_redis, queue_name=QUEUE)
+            start.wait()
+            if own.resolve(item(async_id)) is not None:
+                wins.append(1)
 
     threads = [threading.Thread(target=deliver) for _ in range(8)]
     for thread in threads:
@@ -128,7 +138,8 @@ def test_expire_overdue_times_out_and_a_late_answer_is_ignored(tracker: AsyncTra
 
 def test_wait_returns_when_another_client_resolves(redis_url: str, tracker: AsyncTracker) -> None:
     async_id = tracker.create("ep1", "GET", "/3303/0/5700")
-    other = AsyncTracker(Redis.from_url(redis_url), queue_name=QUEUE)
+    other_redis = Redis.from_url(redis_url)
+    other = AsyncTracker(other_redis, queue_name=QUEUE)
     waiters = [threading.Thread(target=lambda: got.append(tracker.wait(async_id, 10))) for _ in range(3)]
     got: list[Any] = []
     for waiter in waiters:
@@ -136,7 +147,22 @@ def test_wait_returns_when_another_client_resolves(redis_url: str, tracker: Asyn
     other.resolve(item(async_id))
     for waiter in waiters:
         waiter.join(10)
+    other_redis.close()
     assert [result.value for result in got] == [21.5, 21.5, 21.5]
+
+
+def test_sweep_forever_times_out_overdue_records(tracker: AsyncTracker) -> None:
+    async_id = tracker.create("ep1", "GET", "/3/0/0", timeout=0, handler="h")
+    timed_out: list[AsyncResult] = []
+    stop = threading.Event()
+    sweeper = threading.Thread(target=sweep_forever, args=(tracker, stop, 0.01, timed_out.append))
+    sweeper.start()
+    try:
+        wait_until(lambda: timed_out, what="the sweep")
+    finally:
+        stop.set()
+        sweeper.join(5)
+    assert [(r.id, r.state, r.handler) for r in timed_out] == [(async_id, TIMEOUT, "h")]
 
 
 def test_wait_gives_up_and_reports_pending_or_unknown(tracker: AsyncTracker) -> None:

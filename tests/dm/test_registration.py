@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from app import create_app
 from app.config import ConfigError, Settings
 from app.dm import registration
 from app.dm.client import DMClient
@@ -23,7 +24,7 @@ from app.redis_server import free_port
 from app.simulator import SimulatorServer
 from tests.conftest import HEADERS
 from tests.dm.conftest import API_KEY
-from tests.dm.helpers import wait_until
+from tests.dm.helpers import serving, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = [{"endpoint-type": "sim-sensor", "resource-path": ["/3303/0/5700"]}]
@@ -65,6 +66,24 @@ def test_another_channel_is_deleted_first(
     assert registrar(client, redis, receiver).ensure(force=True) == REGISTERED
     assert client.get_channel() == "CALLBACK"
     assert client.get_websocket() is None
+
+
+def test_registration_retries_until_the_receiver_answers(
+    client: DMClient, redis: Redis, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{settings.callback_path}"
+    stop = threading.Event()
+    thread = threading.Thread(target=registrar(client, redis, url).ensure_until_done, args=(stop, True))
+    thread.start()
+    try:
+        wait_until(lambda: "callback registration failed" in caplog.text, what="a failed attempt")
+        with serving(create_app({"SETTINGS": settings, "REDIS": redis}), port):
+            wait_until(lambda: client.get_callback() is not None, what="a later attempt to succeed")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert "not accessible" in caplog.text
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@
     @router.register(["registrations", "reg-updates"], ept="Light", batch=True)
     def on_lights(events): ...
 
-Filters: ``kinds`` (one, several, or all when omitted), ``ep`` and ``path`` patterns (``*``
+Filters: ``kinds`` (one, several, all when omitted, or none: ``[]`` makes a handler that only gets
+the results of async requests that name it, see ``workers.asyncs``), ``ep`` and ``path`` patterns (``*``
 matches within one path segment, ``**`` across segments; an ``ep`` pattern is one segment), and
 ``ept``. A path filter matches an event's ``path``, or for registrations and reg-updates any of
 its resources' paths. Routers compose: ``Router(other, another)`` or ``router.include(other)``.
@@ -126,7 +127,7 @@ def _kinds(kinds: str | Iterable[str] | None) -> frozenset[str]:
         return frozenset(KINDS)
     chosen = frozenset([kinds] if isinstance(kinds, str) else kinds)
     unknown = chosen - set(KINDS)
-    if unknown or not chosen:
+    if unknown:
         raise HandlerError(f"unknown event kind(s) {sorted(unknown)}; choose from {', '.join(KINDS)}")
     return chosen
 

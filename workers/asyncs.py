@@ -1,0 +1,90 @@
+"""Async-responses in the worker: resolve each pending request once, enrich its Event, run its handler.
+
+A request made through ``app.dm.asyncs.AsyncTracker`` may name a handler (a handler name of the
+loaded router, e.g. ``mypackage.handlers:on_reading``). That handler gets the async-responses Event
+of its request, with ``ep``, ``path`` and a ``value`` typed by the path, through the same lanes,
+retries and dead letters as any delivery. Requests that time out (``expire_overdue``) reach their
+handler as an Event with ``status`` 504 and ``error`` "TIMEOUT".
+
+Handlers registered for the ``async-responses`` kind get every async-response Device Management
+delivers (at least once, like any kind); a named handler gets its request's result exactly once.
+Register a handler with ``kinds=[]`` when it should only get the results addressed to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from app.dm.asyncs import AsyncResult, AsyncTracker
+from workers.events import Event
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL = 2.0
+DELIVER_FUNC = "workers.jobs.deliver_async_result"
+
+
+def raw_item(event: Event) -> dict[str, Any]:
+    """The async-responses item an Event came from (as AsyncTracker.resolve takes it)."""
+    return {
+        "id": event.id,
+        "status": event.status,
+        "payload": event.payload_b64,
+        "ct": event.ct,
+        "error": event.error,
+        "max-age": event.max_age,
+    }
+
+
+def event_from_result(result: AsyncResult) -> Event:
+    """The async-responses Event of a result (resolved or timed out)."""
+    return Event(
+        kind="async-responses",
+        id=result.id,
+        ep=result.ep,
+        path=result.path,
+        status=result.status,
+        error=result.error,
+        ct=result.ct,
+        payload_b64=result.payload_b64,
+        value=result.value,
+        max_age=result.max_age,
+        decode_error=result.decode_error,
+    )
+
+
+def resolve(tracker: AsyncTracker, events: list[Event]) -> list[tuple[str, Event]]:
+    """Resolve the batch's async-responses; enrich their Events; return (handler, event) to deliver."""
+    named: list[tuple[str, Event]] = []
+    for event in events:
+        if event.kind != "async-responses" or not event.id:
+            continue
+        result = tracker.resolve(raw_item(event))
+        if result is None:
+            continue
+        event.ep, event.path = result.ep, result.path
+        if result.path and result.payload_b64:
+            event.value, event.decode_error = result.value, result.decode_error
+        if result.handler:
+            named.append((result.handler, event))
+    return named
+
+
+def start_sweeper(tracker: AsyncTracker, enqueue: Any, stop: threading.Event) -> threading.Thread:
+    """Time out overdue requests every few seconds; queue a delivery job for each named handler."""
+
+    def sweep() -> None:
+        while not stop.wait(SWEEP_INTERVAL):
+            try:
+                for result in tracker.expire_overdue():
+                    logger.warning("async request %s to %s %s timed out", result.id, result.ep, result.path)
+                    if result.handler:
+                        enqueue(DELIVER_FUNC, result.handler, event_from_result(result).to_dict())
+            except Exception:
+                logger.exception("async sweep failed; trying again in %.0f s", SWEEP_INTERVAL)
+
+    thread = threading.Thread(target=sweep, name="async-sweeper", daemon=True)
+    thread.start()
+    return thread
