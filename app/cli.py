@@ -59,24 +59,14 @@ def worker(burst: bool, name: str | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _add_worker_commands() -> None:
-    """The worker-side commands live with the workers (imported only when the CLI starts)."""
+def _add_commands() -> None:
+    """Commands that live with their subsystems: workers (decode, handlers, failed, rejections), app.dm."""
+    from app.dm.cli import add_commands
     from workers.cli import COMMANDS
 
     for command in COMMANDS:
         main.add_command(command)
-
-
-_add_worker_commands()
-
-
-# --- Device Management commands (app/dm) ---------------------------------------------------------
-def _add_dm_commands() -> None:
-    """register, callback, get, put, post, subscribe, presubscriptions, channel."""
-    from app.dm.cli import add_commands
-
     add_commands(main)
 
 
-_add_dm_commands()
-# --- end of Device Management commands -----------------------------------------------------------
+_add_commands()

@@ -49,7 +49,7 @@ class DevRunner:
             self.env["CALLBACK_HEADERS"] = json.dumps({"Authorization": f"Bearer {secret}"})
             self.echo(f"no CALLBACK_HEADERS set: generated a callback secret for this run: Bearer {secret}")
         self.env.setdefault("WEB_CONCURRENCY", "1")
-        if not settings.dm_api_key:  # --- Device Management simulator (app/simulator) ---
+        if not settings.dm_api_key:
             from app.simulator.devrun import DevSimulator
 
             self.simulator = DevSimulator()
@@ -106,7 +106,7 @@ class DevRunner:
         """Start Redis, web and worker; print where to PUT."""
         settings = self.prepare()
         python = sys.executable
-        if self.simulator:  # --- Device Management simulator (app/simulator) ---
+        if self.simulator:
             self.spawn("simulator", self.simulator.command())
             self.wait_http(self.simulator.url + "/stats")
         self.spawn("worker", [python, "-m", "app", "worker"])

@@ -65,7 +65,7 @@ class ServiceUnavailable(DevicehooksError):
     retry_after = 1
 
 
-# --- Device Management API errors (app/dm) ------------------------------------------------------
+# Errors that Device Management's API answered (app/dm).
 
 
 class DMApiError(DevicehooksError):
@@ -125,9 +125,6 @@ class DMUnavailable(DMApiError):
 
     code = 503
     type = "service_unavailable"
-
-
-# --- end of Device Management API errors ---------------------------------------------------------
 
 
 def error_body(

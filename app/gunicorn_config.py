@@ -15,15 +15,12 @@ worker_class = "sync"
 timeout = 30
 graceful_timeout = 25
 keepalive = 5
-# A batch of 20,000 items is a few MB: read it in one go rather than buffering to disk.
-limit_request_line = 8190
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 forwarded_allow_ips = "*"
 
 
-# --- Device Management callback registration (app/dm) --------------------------------------------
 def when_ready(server: Any) -> None:
     """Once the master listens: register the callback from a daemon thread (app.dm.registration)."""
     import logging
@@ -39,6 +36,3 @@ def when_ready(server: Any) -> None:
         dm_logger.propagate = False
     local_url = f"http://127.0.0.1:{_settings.port}{_settings.callback_path}"
     start_background(_settings, local_url=local_url)
-
-
-# --- end of Device Management callback registration ----------------------------------------------

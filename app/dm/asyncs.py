@@ -68,11 +68,19 @@ FAILED = "failed"
 PENDING = "pending"
 UNKNOWN = "unknown"
 
-# KEYS: rec, res, early, wake, deadlines.
-# ARGV: id, result doc, result ttl, early item ('' = don't keep one), early ttl.
-# Returns {0, ''} already resolved, {1, rec} resolved now, {2, ''} kept as early, {3, ''} no record.
+# KEYS: rec, res, early, wake, deadlines, handoff.
+# ARGV: id, result doc, result ttl, early item ('' = don't keep one), early ttl, owner ('' = none).
+# Returns {0, ''} already resolved, {1, rec} resolved now, {2, ''} kept as early, {3, ''} no record,
+# {4, rec, res} resolved earlier by this same owner, whose hand-off to the named handler is unconfirmed.
+# Resolving a record that names a handler with an owner (the worker's job id) leaves a hand-off marker
+# holding the owner until confirm_handoff(): a job killed in between resolves its ids again when it re-runs.
 _RESOLVE_LUA = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {0, ''} end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  if ARGV[6] ~= '' and redis.call('GET', KEYS[6]) == ARGV[6] then
+    return {4, redis.call('GET', KEYS[1]) or '{}', redis.call('GET', KEYS[2])}
+  end
+  return {0, ''}
+end
 local rec = redis.call('GET', KEYS[1])
 if not rec then
   redis.call('ZREM', KEYS[5], ARGV[1])
@@ -88,6 +96,12 @@ redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('DEL', KEYS[4])
 redis.call('LPUSH', KEYS[4], '1')
 redis.call('EXPIRE', KEYS[4], ARGV[3])
+if ARGV[6] ~= '' then
+  local handler = cjson.decode(rec)['handler']
+  if type(handler) == 'string' and handler ~= '' then
+    redis.call('SET', KEYS[6], ARGV[6], 'EX', ARGV[3])
+  end
+end
 return {1, rec}
 """
 
@@ -224,7 +238,7 @@ class AsyncTracker:
     def _resolve_keys(self, async_id: str) -> list[str]:
         """Keys of the resolve script."""
         kinds = ("rec", "res", "early", "wake")
-        return [*(self._key(kind, async_id) for kind in kinds), self.deadlines_key]
+        return [*(self._key(kind, async_id) for kind in kinds), self.deadlines_key, self._key("handoff", async_id)]
 
     # --- creating -----------------------------------------------------------------------------
 
@@ -329,28 +343,42 @@ class AsyncTracker:
 
     # --- resolving ----------------------------------------------------------------------------
 
-    def resolve(self, response: Mapping[str, Any]) -> AsyncResult | None:
-        """Resolve one async-responses item; the AsyncResult only for the call that resolved it."""
+    def resolve(self, response: Mapping[str, Any], owner: str = "") -> AsyncResult | None:
+        """Resolve one async-responses item; the AsyncResult only for the call that resolved it.
+
+        With an ``owner`` (the worker's job id), a result for a named handler stays owed to that owner
+        until :meth:`confirm_handoff`: the same owner resolving the id again (its job re-ran after a
+        crash) gets the stored result back instead of None, so the handler is not skipped.
+        """
         async_id = _text(response.get("id"))
         if not async_id:
             logger.warning("async-response without an id ignored")
             return None
         doc = result_doc(response)
         early = json.dumps(dict(response), separators=(",", ":"), default=str)
-        return self._finish(async_id, doc, early)
+        return self._finish(async_id, doc, early, owner)
+
+    def confirm_handoff(self, async_ids: list[str]) -> None:
+        """The named handlers of these ids have their results (delivered, or retries scheduled)."""
+        if async_ids:
+            self.redis.delete(*(self._key("handoff", async_id) for async_id in async_ids))
 
     def fail(self, async_id: str, status: int | None, error: str) -> AsyncResult | None:
         """Resolve a request as failed (its POST was refused or not sent)."""
         doc = result_doc({"status": status, "error": error}, state=FAILED)
         return self._finish(async_id, doc, "")
 
-    def _finish(self, async_id: str, doc: dict[str, Any], early: str) -> AsyncResult | None:
+    def _finish(self, async_id: str, doc: dict[str, Any], early: str, owner: str = "") -> AsyncResult | None:
         """Run the resolve script; build the result when this call resolved the id."""
-        code, rec = self._resolve_script(
+        reply = self._resolve_script(
             keys=self._resolve_keys(async_id),
-            args=[async_id, json.dumps(doc), self.result_ttl, early, self.early_ttl],
+            args=[async_id, json.dumps(doc), self.result_ttl, early, self.early_ttl, owner],
         )
-        code = int(code)
+        code, rec = int(reply[0]), reply[1]
+        if code == 4:
+            logger.warning("async %s: resolved by %s before it stopped; handing it over again", async_id, owner)
+            stored = json.loads(_text(reply[2]) or "{}")
+            return self._build(async_id, json.loads(_text(rec) or "{}"), stored)
         if code == 0:
             logger.debug("async %s: already resolved; duplicate ignored", async_id)
             return None
