@@ -18,6 +18,7 @@ import threading
 from typing import Any
 
 from app.dm.asyncs import AsyncResult, AsyncTracker
+from workers.dispatch import follow_up_retry
 from workers.events import Event
 
 logger = logging.getLogger(__name__)
@@ -55,13 +56,17 @@ def event_from_result(result: AsyncResult) -> Event:
     )
 
 
-def resolve(tracker: AsyncTracker, events: list[Event]) -> list[tuple[str, Event]]:
-    """Resolve the batch's async-responses; enrich their Events; return (handler, event) to deliver."""
+def resolve(tracker: AsyncTracker, events: list[Event], owner: str = "") -> list[tuple[str, Event]]:
+    """Resolve the batch's async-responses; enrich their Events; return (handler, event) to deliver.
+
+    ``owner`` is the job id: until the job confirms the hand-off (``tracker.confirm_handoff``), the same
+    job running again after a crash gets its named deliveries back instead of losing them.
+    """
     named: list[tuple[str, Event]] = []
     for event in events:
         if event.kind != "async-responses" or not event.id:
             continue
-        result = tracker.resolve(raw_item(event))
+        result = tracker.resolve(raw_item(event), owner=owner)
         if result is None:
             continue
         event.ep, event.path = result.ep, result.path
@@ -81,7 +86,8 @@ def start_sweeper(tracker: AsyncTracker, enqueue: Any, stop: threading.Event) ->
                 for result in tracker.expire_overdue():
                     logger.warning("async request %s to %s %s timed out", result.id, result.ep, result.path)
                     if result.handler:
-                        enqueue(DELIVER_FUNC, result.handler, event_from_result(result).to_dict())
+                        event = event_from_result(result).to_dict()
+                        enqueue(DELIVER_FUNC, result.handler, event, retry=follow_up_retry())
             except Exception:
                 logger.exception("async sweep failed; trying again in %.0f s", SWEEP_INTERVAL)
 

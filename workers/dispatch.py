@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 
 from workers.deadletters import DeadLetters
 from workers.events import Event
@@ -27,6 +27,13 @@ logger = logging.getLogger(__name__)
 RETRY_PREFIX = "devicehooks:retry:"
 RETRY_TTL = 14 * 24 * 3600
 REDELIVER_FUNC = "workers.jobs.redeliver"
+FOLLOW_UP_RETRY_INTERVALS = [5, 30, 120]
+
+
+def follow_up_retry() -> Retry:
+    """Retry for jobs that carry stored events (redeliveries, replays, async results): a worker killed
+    while running one leaves it to RQ's abandoned-job handling, which only re-runs jobs with a Retry."""
+    return Retry(max=len(FOLLOW_UP_RETRY_INTERVALS), interval=FOLLOW_UP_RETRY_INTERVALS)
 
 
 def backoff_delay(handler: Handler, attempt: int, rng: random.Random | None = None) -> float:
@@ -95,7 +102,7 @@ class Dispatcher:
             key,
             attempt,
             source,
-            retry=None,
+            retry=follow_up_retry(),
             description=f"redeliver {len(events)} event(s) to {handler.name} (attempt {attempt})",
         )
         logger.warning(
@@ -138,6 +145,7 @@ def replay(redis: Redis, queue: Queue, letter_id: str) -> str:
         key,
         1,
         f"replay of {letter_id}",
+        retry=follow_up_retry(),
         description=f"replay {letter_id} to {letter['handler']}",
     )
     dead.remove(letter_id)

@@ -37,7 +37,8 @@ def process_batch(body_key: str | None = None) -> dict[str, Any]:
         logger.error("batch %s request_id=%s quarantined: %s", job_id, request_id, exc)
         return {"quarantined": str(exc)}
     rt.rejections.record(parsed.rejections, job_id, request_id)
-    named = asyncs.resolve(rt.tracker, parsed.events) if "async-responses" in parsed.counts() else []
+    tracker = rt.tracker
+    named = asyncs.resolve(tracker, parsed.events, job_id) if "async-responses" in parsed.counts() else []
     if rt.uses_ept:
         learn_and_fill(rt.redis, parsed.events)
     dispatcher = rt.dispatcher
@@ -46,6 +47,7 @@ def process_batch(body_key: str | None = None) -> dict[str, Any]:
     failures = [] if reinjected else dispatcher.dispatch(parsed.events, source=job_id)
     for handler_name, event in named:
         dispatcher.deliver_to(handler_name, [event], source=job_id)
+    tracker.confirm_handoff([event.id for _, event in named if event.id])
     rt.redis.delete(key)
     counts = parsed.counts()
     logger.info(

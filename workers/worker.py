@@ -15,6 +15,8 @@ import threading
 from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.job import Job
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.scripts import release_lock
 from rq.serializers import JSONSerializer
 
 from app.redis_conn import text
@@ -67,11 +69,38 @@ def recover_abandoned(queue: Queue) -> list[str]:
     return expired
 
 
+def release_dead_scheduler_lock(queue: Queue) -> bool:
+    """Free the queue's scheduler lock when its holder was a scheduler process on this host that is gone.
+
+    RQ's scheduler runs in a child of one worker and holds a lock that expires 61 s after its last
+    heartbeat; a worker killed with its children (a dyno restart) left retries and re-runs of abandoned
+    jobs waiting that long, and up to one maintenance interval more, for another scheduler to start.
+    """
+    redis = queue.connection
+    lock_key = RQScheduler.get_locking_key(queue.name)
+    holder = redis.get(lock_key)
+    if holder is None:
+        return False
+    name = text(holder)
+    hostname, pid = (
+        text(v) if v is not None else None
+        for v in redis.hmget(SCHEDULER_KEY_TEMPLATE % name, ["hostname", "pid"])
+    )
+    if hostname != socket.gethostname() or not pid or int(pid) <= 0 or _pid_alive(int(pid)):
+        return False
+    released = bool(release_lock(redis, lock_key, name))
+    if released:
+        logger.warning("scheduler lock of %s released: its scheduler (pid %s) is gone", queue.name, pid)
+    return released
+
+
 class DevicehooksWorker(SimpleWorker):
     """SimpleWorker that also recovers jobs abandoned by dead workers during maintenance."""
 
     def run_maintenance_tasks(self) -> None:
-        """RQ's maintenance plus abandoned-job recovery."""
+        """Free a dead scheduler's lock, RQ's maintenance (which starts a scheduler if it can), recovery."""
+        for queue in self.queues:
+            release_dead_scheduler_lock(queue)
         super().run_maintenance_tasks()
         for queue in self.queues:
             recover_abandoned(queue)
@@ -82,6 +111,7 @@ def run(burst: bool = False, name: str | None = None) -> bool:
     rt = runtime.install(runtime.build())
     for handler in rt.router.handlers:
         logger.info("handler %s", handler.describe())
+    release_dead_scheduler_lock(rt.queue)
     recover_abandoned(rt.queue)
     worker = DevicehooksWorker(
         [rt.queue],

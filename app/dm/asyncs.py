@@ -12,15 +12,17 @@ Keys, under ``devicehooks:async:``:
 - ``res:{id}``   the result (JSON); its existence is the "resolved" marker, set only by one Lua script;
 - ``early:{id}`` an async-response that came before its record (SET NX: the first delivery wins);
 - ``wake:{id}``  a one-token list; waiters ``BRPOPLPUSH`` it onto itself, so every waiter wakes;
+- ``handoff:{id}`` the job that resolved a request naming a handler, until it confirmed the hand-off;
 - ``deadlines``  a sorted set of pending ids by deadline, swept by :meth:`AsyncTracker.expire_overdue`.
 
 How the worker uses it (the worker runs the handlers; the web side and the CLI only create and wait)::
 
     tracker = AsyncTracker(redis, queue_name=settings.queue_name)
     for item in message.get("async-responses", []):
-        result = tracker.resolve(item)          # AsyncResult the FIRST time an id resolves, else None
+        result = tracker.resolve(item, owner=job_id)  # AsyncResult the FIRST time an id resolves, else None
         if result is not None and result.handler:
             run_handler(result.handler, result)
+            tracker.confirm_handoff([result.id])    # until then a re-run of job_id gets the result again
     # every few seconds (after each batch job and on an idle timer), or sweep_forever() in a thread:
     for result in tracker.expire_overdue():     # pending records past their deadline -> timed out
         if result.handler:
@@ -238,7 +240,11 @@ class AsyncTracker:
     def _resolve_keys(self, async_id: str) -> list[str]:
         """Keys of the resolve script."""
         kinds = ("rec", "res", "early", "wake")
-        return [*(self._key(kind, async_id) for kind in kinds), self.deadlines_key, self._key("handoff", async_id)]
+        return [
+            *(self._key(kind, async_id) for kind in kinds),
+            self.deadlines_key,
+            self._key("handoff", async_id),
+        ]
 
     # --- creating -----------------------------------------------------------------------------
 
@@ -376,7 +382,9 @@ class AsyncTracker:
         )
         code, rec = int(reply[0]), reply[1]
         if code == 4:
-            logger.warning("async %s: resolved by %s before it stopped; handing it over again", async_id, owner)
+            logger.warning(
+                "async %s: resolved by %s before it stopped; handing it over again", async_id, owner
+            )
             stored = json.loads(_text(reply[2]) or "{}")
             return self._build(async_id, json.loads(_text(rec) or "{}"), stored)
         if code == 0:

@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -56,7 +58,7 @@ def put_latencies(url: str, body: bytes, count: int) -> list[float]:
     latencies = []
     headers = {"Content-Type": "application/json", "Authorization": "Bearer benchmark-secret"}
     for _ in range(count):
-        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=30)
         start = time.perf_counter()
         conn.request("PUT", parsed.path, body=body, headers=headers)
         response = conn.getresponse()
@@ -66,6 +68,99 @@ def put_latencies(url: str, body: bytes, count: int) -> list[float]:
         if response.status != 204:
             raise RuntimeError(f"PUT answered {response.status}")
     return latencies
+
+
+@dataclass
+class AckSettings:
+    """How the ack benchmark runs (the defaults are what the README reports)."""
+
+    seconds: int = 5
+    rounds: int = 3
+    connections: int = 8
+    workers: int = 2
+    worker_class: str = "sync"
+    threads: int = 1
+    latency_count: int = 200
+    sizes: tuple[int, ...] = (100, 1_000, 10_000)
+
+
+@dataclass
+class AckResults:
+    """Throughput rounds and latency rows of one run."""
+
+    settings: AckSettings
+    rates: dict[str, list[float]] = field(default_factory=lambda: {"ours": [], "bare": []})
+    latency: list[tuple[int, int, list[float], list[float]]] = field(default_factory=list)
+
+
+def throughput_rounds(
+    results: AckResults, ours: str, bare: str, client: Redis, echo: Callable[[str], object]
+) -> None:
+    """Alternate wrk rounds of 1-item PUTs against both routes; append the rates to results."""
+    cfg = results.settings
+    one = notification_batch(1)
+    for round_no in range(cfg.rounds):
+        for name, base in (("ours", ours), ("bare", bare)):
+            results.rates[name].append(wrk_rate(base + "/notify", one, cfg.seconds, cfg.connections))
+            client.flushdb()
+        last = {name: values[-1] for name, values in results.rates.items()}
+        echo(f"round {round_no + 1}: ours {last['ours']:.0f}/s, bare {last['bare']:.0f}/s")
+
+
+def latency_rows(results: AckResults, ours: str, bare: str, client: Redis) -> None:
+    """PUT batches of each size one at a time to both routes; append (items, bytes, ours, bare) rows."""
+    cfg = results.settings
+    for items in cfg.sizes:
+        body = notification_batch(items)
+        count = cfg.latency_count if items < 10_000 else max(50, cfg.latency_count // 2)
+        mine = put_latencies(ours + "/notify", body, count)
+        client.flushdb()
+        base_lat = put_latencies(bare + "/notify", body, count)
+        results.latency.append((items, len(body), mine, base_lat))
+
+
+def run(cfg: AckSettings, echo: Callable[[str], object] = print) -> AckResults:
+    """Both parts against gunicorn serving our app and the bare app side by side, one private Redis."""
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is needed: apt-get install -y wrk")
+    results = AckResults(cfg)
+    gargs = (cfg.workers, cfg.worker_class, cfg.threads)
+    with private_redis() as redis_server:
+        env = service_env(redis_server.url)
+        client = Redis.from_url(redis_server.url)
+        with (
+            gunicorn("app:create_app()", env, *gargs) as ours,
+            gunicorn("tests.benchmarks.bare_app:create_app()", env, *gargs) as bare,
+        ):
+            throughput_rounds(results, ours, bare, client, echo)
+            latency_rows(results, ours, bare, client)
+        client.close()
+    return results
+
+
+def throughput_markdown(results: AckResults) -> str:
+    """The 1-item throughput table."""
+    cfg = results.settings
+    ours_rate, bare_rate = median(results.rates["ours"]), median(results.rates["bare"])
+    return (
+        f"gunicorn {cfg.workers} x {cfg.worker_class} (threads {cfg.threads}) for both routes, wrk 1 thread "
+        f"{cfg.connections} connections, {cfg.rounds} alternating rounds of {cfg.seconds} s\n\n"
+        "| route | 1-item PUT/s (median) |\n|---|---|\n"
+        f"| bare Flask 204 | {bare_rate:.0f} |\n| devicehooks callback | {ours_rate:.0f} |\n"
+        f"| **ratio** | **{ours_rate / bare_rate:.2f}** |\n"
+    )
+
+
+def latency_markdown(results: AckResults) -> str:
+    """The ack latency table by batch size."""
+    lines = [
+        "| batch items | body bytes | ours p50 ms | ours p99 ms | bare p50 ms | bare p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for items, size, mine, base_lat in results.latency:
+        cells = " | ".join(f"{percentile(v, p):.1f}" for v in (mine, base_lat) for p in (50, 99))
+        lines.append(f"| {items:,} | {size:,} | {cells} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -81,46 +176,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--latency-count", type=int, default=200, help="PUTs per batch size")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is needed: apt-get install -y wrk")
-
-    gargs = (args.workers, args.worker_class, args.threads)
-    with private_redis() as redis_server:
-        env = service_env(redis_server.url)
-        client = Redis.from_url(redis_server.url)
-        with (
-            gunicorn("app:create_app()", env, *gargs) as ours,
-            gunicorn("tests.benchmarks.bare_app:create_app()", env, *gargs) as bare,
-        ):
-            one = notification_batch(1)
-            rates: dict[str, list[float]] = {"ours": [], "bare": []}
-            for round_no in range(args.rounds):
-                for name, base in (("ours", ours), ("bare", bare)):
-                    rates[name].append(wrk_rate(base + "/notify", one, args.seconds, args.connections))
-                    client.flushdb()
-                last = {name: values[-1] for name, values in rates.items()}
-                print(
-                    f"round {round_no + 1}: ours {last['ours']:.0f}/s, bare {last['bare']:.0f}/s", flush=True
-                )
-            ours_rate, bare_rate = median(rates["ours"]), median(rates["bare"])
-            print(
-                f"\nsettings: gunicorn {args.workers} x {args.worker_class} (threads {args.threads}), wrk 1 "
-                f"thread {args.connections} connections, {args.rounds} x {args.seconds} s rounds\n"
-            )
-            print("| route | 1-item PUT/s (median) |\n|---|---|")
-            print(f"| bare Flask 204 | {bare_rate:.0f} |\n| devicehooks callback | {ours_rate:.0f} |")
-            print(f"| **ratio** | **{ours_rate / bare_rate:.2f}** |\n")
-
-            print("| batch items | body bytes | ours p50 ms | ours p99 ms | bare p50 ms | bare p99 ms |")
-            print("|---|---|---|---|---|---|")
-            for items in (100, 1_000, 10_000):
-                body = notification_batch(items)
-                count = args.latency_count if items < 10_000 else max(50, args.latency_count // 2)
-                mine = put_latencies(ours + "/notify", body, count)
-                client.flushdb()
-                base_lat = put_latencies(bare + "/notify", body, count)
-                cells = " | ".join(f"{percentile(v, p):.1f}" for v in (mine, base_lat) for p in (50, 99))
-                print(f"| {items:,} | {len(body):,} | {cells} |", flush=True)
+    cfg = AckSettings(
+        seconds=args.seconds,
+        rounds=args.rounds,
+        connections=args.connections,
+        workers=args.workers,
+        worker_class=args.worker_class,
+        threads=args.threads,
+        latency_count=args.latency_count,
+    )
+    try:
+        results = run(cfg, lambda line: print(line, flush=True))
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    print("\n" + throughput_markdown(results))
+    print(latency_markdown(results))
 
 
 if __name__ == "__main__":

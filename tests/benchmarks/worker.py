@@ -1,12 +1,13 @@
 """Worker benchmark, side by side in one run:
 
-    python -m tests.benchmarks.worker [--batches 30] [--items 1000] [--rounds 3]
+    python -m tests.benchmarks.worker [--batches 30] [--items 1000] [--rounds 3] [--sdk]
 
 1. parse + validate + decode per item (workers.batch.parse_batch) vs a plain json + base64 + float
    loop over the same bodies, and vs the marshmallow schema alone;
 2. the whole worker path: RQ job -> parse -> validate -> decode -> dispatch to one no-op handler,
    by a real ``devicehooks worker --burst`` process on a private Redis, in notifications/s, beside
-   the plain loop's rate in the same run.
+   the plain loop's rate in the same run;
+3. with ``--sdk``: mbed-cloud-sdk 2.2.0's ``notify_webhook_received`` on the same bodies (sdk.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from redis import Redis
@@ -26,8 +28,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from app.batches import BatchQueue
+from tests.benchmarks import sdk
 from tests.benchmarks.common import median, private_redis
 from tests.benchmarks.payloads import notification_batch
+from tests.benchmarks.sdk import SdkResult
 from workers.batch import parse_batch
 from workers.decoding import default_object_model
 from workers.events import Event
@@ -98,37 +102,93 @@ def worker_rate(redis_url: str, bodies: list[bytes]) -> tuple[float, float]:
     return items / seconds, len(bodies) / seconds
 
 
+@dataclass
+class WorkerResults:
+    """Per-item costs (µs) and whole-worker rates of one run."""
+
+    batches: int
+    items: int
+    rounds: int
+    plain_us: float = 0.0
+    ours_us: float = 0.0
+    schema_us: float = 0.0
+    worker_rate: float = 0.0
+    jobs_rate: float = 0.0
+    sdk: SdkResult | None = None
+
+
+def measure_per_item(bodies: list[bytes], rounds: int) -> tuple[float, float, float]:
+    """µs per item: plain loop, devicehooks parse + validate + decode, marshmallow alone."""
+    default_object_model()
+    plain = per_item_us(plain_loop, bodies, rounds)
+    mine = per_item_us(ours, bodies, rounds)
+    schema = per_item_us(marshmallow_only, bodies[:5], rounds)
+    return plain, mine, schema
+
+
+def measure_worker(bodies: list[bytes], rounds: int) -> tuple[float, float]:
+    """Median notifications/s and batch jobs/s of a burst worker over the bodies."""
+    with private_redis() as server:
+        rates = [worker_rate(server.url, bodies) for _ in range(rounds)]
+    return median([r[0] for r in rates]), median([r[1] for r in rates])
+
+
+def run(batches: int = 30, items: int = 1000, rounds: int = 3, with_sdk: bool = False) -> WorkerResults:
+    """Every part on the same bodies, in one run (the SDK only when asked)."""
+    bodies = [notification_batch(items) for _ in range(batches)]
+    results = WorkerResults(batches, items, rounds)
+    results.plain_us, results.ours_us, results.schema_us = measure_per_item(bodies, rounds)
+    if with_sdk:
+        results.sdk = sdk.measure(bodies, rounds)
+    results.worker_rate, results.jobs_rate = measure_worker(bodies, rounds)
+    return results
+
+
+def per_item_markdown(r: WorkerResults) -> str:
+    """The per-item table (with the SDK row when it was measured)."""
+    lines = [
+        f"{r.batches} batches x {r.items:,} notifications, median of {r.rounds} rounds\n",
+        "| per notification item | µs | vs plain loop |",
+        "|---|---|---|",
+        f"| plain json + base64 + float loop | {r.plain_us:.2f} | 1.00 |",
+        f"| devicehooks parse + validate + decode | {r.ours_us:.2f} | {r.ours_us / r.plain_us:.2f} |",
+        f"| marshmallow schema alone (validate only) | {r.schema_us:.2f} | {r.schema_us / r.plain_us:.2f} |",
+    ]
+    if r.sdk is not None:
+        name = "mbed-cloud-sdk 2.2.0 `notify_webhook_received`"
+        if r.sdk.sdk_us is None or r.sdk.plain_us is None:
+            lines.append(f"| {name} | {r.sdk.error} | |")
+        else:
+            ratio = r.sdk.sdk_us / r.sdk.plain_us
+            lines.append(f"| {name} (its own process) | {r.sdk.sdk_us:.2f} | {ratio:.2f} |")
+            lines.append(f"| plain loop in the SDK's process | {r.sdk.plain_us:.2f} | 1.00 |")
+    return "\n".join(lines) + "\n"
+
+
+def worker_markdown(r: WorkerResults) -> str:
+    """The whole-worker-path table."""
+    plain_rate = 1e6 / r.plain_us
+    return (
+        "| whole worker path, 1 process, 1 no-op handler | notifications/s |\n|---|---|\n"
+        f"| plain loop (same run) | {plain_rate:,.0f} |\n"
+        f"| devicehooks worker (RQ job + parse + decode + dispatch) | {r.worker_rate:,.0f} |\n"
+        f"| ratio | {r.worker_rate / plain_rate:.2f} |\n\n({r.jobs_rate:.0f} batch jobs/s)\n"
+    )
+
+
 def main() -> None:
-    """Run both parts and print markdown tables."""
+    """Run every part and print markdown tables."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sdk", action="store_true", help="also time mbed-cloud-sdk 2.2.0 (venv in /tmp)")
     args = parser.parse_args()
-    bodies = [notification_batch(args.items) for _ in range(args.batches)]
-    default_object_model()
-
-    plain = per_item_us(plain_loop, bodies, args.rounds)
-    mine = per_item_us(ours, bodies, args.rounds)
-    schema = per_item_us(marshmallow_only, bodies[:5], args.rounds)
-    print(f"{args.batches} batches x {args.items:,} notifications, median of {args.rounds} rounds\n")
-    print("| per notification item | µs | vs plain loop |\n|---|---|---|")
-    print(f"| plain json + base64 + float loop | {plain:.2f} | 1.00 |")
-    print(f"| devicehooks parse + validate + decode | {mine:.2f} | {mine / plain:.2f} |")
-    print(f"| marshmallow schema alone (validate only) | {schema:.2f} | {schema / plain:.2f} |\n")
-
-    with private_redis() as server:
-        rates = [worker_rate(server.url, bodies) for _ in range(args.rounds)]
-    items_rate = median([r[0] for r in rates])
-    jobs_rate = median([r[1] for r in rates])
-    plain_rate = 1e6 / plain
-    print("| whole worker path, 1 process, 1 no-op handler | notifications/s |\n|---|---|")
-    print(f"| plain loop (same run) | {plain_rate:,.0f} |")
-    print(f"| devicehooks worker (RQ job + parse + decode + dispatch) | {items_rate:,.0f} |")
-    print(f"| ratio | {items_rate / plain_rate:.2f} |\n")
-    print(f"({jobs_rate:.0f} batch jobs/s)")
+    results = run(args.batches, args.items, args.rounds, with_sdk=args.sdk)
+    print(per_item_markdown(results))
+    print(worker_markdown(results))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Nothing here touches Redis; the job decides what to do with the failures (retry,
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -117,7 +118,9 @@ class Lanes:
                 failures.append(Failure(handler, events, busy))
                 continue
             progress = Progress()
-            future = self._executor(handler.name).submit(call_handler, handler, events, progress)
+            # The lane runs in the job's context, so a handler sees rq.get_current_job() like any job code.
+            context = contextvars.copy_context()
+            future = self._executor(handler.name).submit(context.run, call_handler, handler, events, progress)
             running.append((handler, events, progress, future))
         for handler, events, progress, future in running:
             remaining = handler.policy.timeout - (time.monotonic() - started)

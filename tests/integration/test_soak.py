@@ -1,0 +1,100 @@
+"""A short soak under faults (tests/benchmarks/soak.py): one Redis restart, one worker SIGKILLed mid-batch,
+one web restart and a handler failing 10% of its calls, while the simulator sends 5,000 notifications and
+async requests. Nothing may be lost and every async request reaches its handler exactly once."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq.job import Job
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.serializers import JSONSerializer
+
+from app.batches import make_queue
+from app.dm.asyncs import AsyncTracker
+from tests.benchmarks.soak import Soak, SoakConfig
+from workers.dispatch import FOLLOW_UP_RETRY_INTERVALS, Dispatcher
+from workers.handlers.delivery import Lanes
+from workers.handlers.router import Router
+from workers.worker import release_dead_scheduler_lock
+
+pytestmark = pytest.mark.slow
+
+
+def test_nothing_lost_and_async_exactly_once_under_faults(tmp_path: Path) -> None:
+    config = SoakConfig(
+        notifications=5_000, duration=12, async_requests=30, kills=1, workers=1, batch_size=500,
+        timeout=110, logs=tmp_path,
+    )  # fmt: skip
+    report = Soak(config, echo=lambda line: None).run()
+    summary = report.markdown()
+    assert report.finished, summary
+    assert report.sent == 5_000, summary
+    assert report.lost == 0, summary
+    assert report.async_issued > 0, summary
+    assert report.async_calls == Counter({1: report.async_issued}), summary
+    assert [f.name for f in report.faults] == ["redis-restart", "worker-kill-1", "web-restart"], summary
+
+
+# --- the fixes the soak led to, each on its own (fast) ----------------------------------------------
+
+
+def _response(async_id: str) -> dict[str, object]:
+    """An async-responses item carrying 21.5 as text."""
+    return {"id": async_id, "status": 200, "payload": "MjEuNQ==", "ct": "text/plain"}
+
+
+def test_a_rerun_of_the_resolving_job_gets_the_named_result_again(redis: Redis) -> None:
+    tracker = AsyncTracker(redis, queue_name="test")
+    async_id = tracker.create("ep-1", "GET", "/3303/0/5700", handler="pkg:on_value")
+    first = tracker.resolve(_response(async_id), owner="job-1")
+    assert first is not None
+    assert first.value == 21.5
+    assert tracker.resolve(_response(async_id), owner="job-2") is None  # a duplicate in another batch
+    again = tracker.resolve(_response(async_id), owner="job-1")  # job-1 was killed before its hand-off
+    assert again is not None
+    assert (again.handler, again.value, again.ep) == ("pkg:on_value", 21.5, "ep-1")
+    tracker.confirm_handoff([async_id])
+    assert tracker.resolve(_response(async_id), owner="job-1") is None
+
+
+def test_a_request_without_handler_owes_no_handoff(redis: Redis) -> None:
+    tracker = AsyncTracker(redis, queue_name="test")
+    async_id = tracker.create("ep-1", "GET", "/3303/0/5700")
+    assert tracker.resolve(_response(async_id), owner="job-1") is not None
+    assert tracker.resolve(_response(async_id), owner="job-1") is None
+
+
+def test_redelivery_jobs_are_retried_when_their_worker_dies(redis: Redis) -> None:
+    queue = make_queue(redis, "test")
+    router = Router()
+    handler = router.add(lambda event: None, "notifications", name="h")
+    dispatcher = Dispatcher(router, Lanes(), redis, queue)
+    job_id = dispatcher.schedule(handler, [{"kind": "notifications"}], 2, "src", "boom")
+    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+    assert job.retries_left == len(FOLLOW_UP_RETRY_INTERVALS)
+
+
+def test_the_lock_of_a_dead_local_scheduler_is_released(redis: Redis) -> None:
+    queue = make_queue(redis, "test")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock = RQScheduler.get_locking_key("test")
+    redis.set(lock, "sched-dead")
+    redis.hset(
+        SCHEDULER_KEY_TEMPLATE % "sched-dead", mapping={"hostname": socket.gethostname(), "pid": dead.pid}
+    )
+    assert release_dead_scheduler_lock(queue)
+    assert redis.get(lock) is None
+    redis.set(lock, "sched-alive")
+    redis.hset(
+        SCHEDULER_KEY_TEMPLATE % "sched-alive", mapping={"hostname": socket.gethostname(), "pid": os.getpid()}
+    )
+    assert not release_dead_scheduler_lock(queue)
+    assert redis.get(lock) == b"sched-alive"
