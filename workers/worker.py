@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
+import time
+from collections.abc import Collection
+from pathlib import Path
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
@@ -26,17 +31,31 @@ logger = logging.getLogger(__name__)
 
 WORKER_TTL = 60
 MAINTENANCE_INTERVAL = 30
+RESTART_LIMIT = 10
+RESTART_WINDOW = 600.0  # s
+REDIS_WAIT_MAX = 5.0  # s between PINGs while Redis is away
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists on this machine."""
+    """True when a process with this pid exists on this machine (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """True when the process exited and waits to be reaped (a killed worker's scheduler child)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[-1].split()
+    return bool(fields) and fields[0] == "Z"
 
 
 def _worker_gone(redis: Redis, name: str | None) -> bool:
@@ -50,7 +69,7 @@ def _worker_gone(redis: Redis, name: str | None) -> bool:
     return hostname == socket.gethostname() and pid is not None and not _pid_alive(int(pid))
 
 
-def recover_abandoned(queue: Queue) -> list[str]:
+def recover_abandoned(queue: Queue, gone: Collection[str] = ()) -> list[str]:
     """Hand jobs whose worker is gone to RQ's own abandoned-job handling (retry, else failed).
 
     RQ notices an abandoned job only when its execution heartbeat expires (~90 s); a worker killed
@@ -60,7 +79,7 @@ def recover_abandoned(queue: Queue) -> list[str]:
     expired = []
     for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
         job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
-        if _worker_gone(queue.connection, job.worker_name):
+        if job.worker_name in gone or _worker_gone(queue.connection, job.worker_name):
             queue.connection.zadd(registry.key, {f"{job_id}:{execution_id}": 0}, xx=True)
             expired.append(job_id)
     if expired:
@@ -106,13 +125,27 @@ class DevicehooksWorker(SimpleWorker):
             recover_abandoned(queue)
 
 
-def run(burst: bool = False, name: str | None = None) -> bool:
-    """Work the batch queue until SIGTERM (or until it is empty, with ``burst``)."""
-    rt = runtime.install(runtime.build())
-    for handler in rt.router.handlers:
-        logger.info("handler %s", handler.describe())
-    release_dead_scheduler_lock(rt.queue)
-    recover_abandoned(rt.queue)
+def wait_for_redis(redis: Redis, stop: threading.Event) -> bool:
+    """PING with backoff until Redis answers; False when a stop was requested meanwhile."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            if redis.ping():
+                return True
+        except RedisError:
+            pass
+        stop.wait(delay)
+        delay = min(delay * 2, REDIS_WAIT_MAX)
+    return False
+
+
+def _stop_requested(worker: DevicehooksWorker) -> bool:
+    """True when the worker ended because it was asked to (SIGTERM, SIGINT), not on an error."""
+    return bool(worker._stop_requested or worker._shutdown_requested_date is not None)
+
+
+def _new_worker(rt: runtime.Runtime, name: str | None) -> DevicehooksWorker:
+    """A worker on the batch queue."""
     worker = DevicehooksWorker(
         [rt.queue],
         connection=rt.redis,
@@ -122,11 +155,62 @@ def run(burst: bool = False, name: str | None = None) -> bool:
         maintenance_interval=MAINTENANCE_INTERVAL,
     )
     logger.info("worker %s on queue %s", worker.name, rt.queue.name)
+    return worker
+
+
+def _work_once(worker: DevicehooksWorker, rt: runtime.Runtime, burst: bool) -> bool:
+    """RQ's work loop; a Redis error that escapes its teardown counts as an ended loop."""
+    try:
+        return worker.work(burst=burst, with_scheduler=True, logging_level=rt.settings.log_level)
+    except RedisError as exc:
+        logger.error("worker %s ended on a Redis error: %s", worker.name, exc)
+        return False
+
+
+def _recover_after_error(rt: runtime.Runtime, worker: DevicehooksWorker, stop: threading.Event) -> bool:
+    """Wait for Redis, then hand the job the ended worker had in hand to RQ's retry; False on stop."""
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in STOP_SIGNALS}
+    try:
+        if not wait_for_redis(rt.redis, stop):
+            return False
+        release_dead_scheduler_lock(rt.queue)
+        recover_abandoned(rt.queue, gone={worker.name})
+        return not stop.is_set()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run(burst: bool = False, name: str | None = None) -> bool:
+    """Work the batch queue until SIGTERM (or until it is empty, with ``burst``).
+
+    RQ's loop quits on an error it does not handle, such as Redis going away while a job records its
+    result: then this process waits for Redis, hands the interrupted job to its Retry and works on
+    with a new worker (at most RESTART_LIMIT times within RESTART_WINDOW, then it exits with an error).
+    """
+    rt = runtime.install(runtime.build())
+    for handler in rt.router.handlers:
+        logger.info("handler %s", handler.describe())
+    release_dead_scheduler_lock(rt.queue)
+    recover_abandoned(rt.queue)
     stop = threading.Event()
     if not burst:
         asyncs.start_sweeper(rt.tracker, rt.queue.enqueue, stop)
+    worked = False
+    restarts: list[float] = []
     try:
-        return worker.work(burst=burst, with_scheduler=True, logging_level=rt.settings.log_level)
+        while True:
+            worker = _new_worker(rt, name if not restarts else None)
+            worked = _work_once(worker, rt, burst) or worked
+            if burst or _stop_requested(worker):
+                return worked
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
+            if len(restarts) > RESTART_LIMIT:
+                raise RuntimeError(f"the worker loop ended on errors {len(restarts)} times; giving up")
+            logger.warning("worker %s ended on an error; resuming once Redis answers", worker.name)
+            if not _recover_after_error(rt, worker, stop):
+                return worked
     finally:
         stop.set()
         rt.lanes.shutdown()

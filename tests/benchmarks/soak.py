@@ -354,9 +354,10 @@ class Soak:
         return fault
 
     def _wait_mid_batch(self, pid: int, timeout: float) -> tuple[str | None, str]:
-        """Wait until worker `pid` runs a job whose events the healthy handler took (one with an
-        async-response if one comes within the first half of the timeout); (job, what it held)."""
+        """Wait until worker `pid` runs a job whose events the healthy handler took: preferably one with
+        notifications and an async-response, later one with either; (job, what it held)."""
         assert self.redis is not None
+        preference = ("mixed", "async", "notifications")
         started = time.monotonic()
         while time.monotonic() < started + timeout:
             try:
@@ -365,8 +366,8 @@ class Soak:
                 running = bool(job) and self.redis.hget(f"rq:job:{job}", "status") == b"started"
             except RedisError:
                 running = False
-            late = time.monotonic() > started + timeout / 2
-            if running and (held == "async" or late):
+            accepted = preference[: 1 + int(3 * (time.monotonic() - started) / timeout)]
+            if running and held in accepted:
                 return job, held
             time.sleep(0.002)
         return None, ""
@@ -649,6 +650,7 @@ def main() -> None:
         timeout=args.timeout,
     )  # fmt: skip
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     try:
         report = Soak(cfg, lambda line: print(line, flush=True)).run()
     except TimeoutError as exc:
