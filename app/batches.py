@@ -11,7 +11,7 @@ after the ack), so this module does the least work that still leaves a normal RQ
 - body, job hash, queue push and queue registration go to Redis as ONE Lua script call: atomic
   like MULTI/EXEC, one command to encode and one reply to parse instead of seven.
 
-``tests/unit/test_batches.py`` checks the hash against what ``Queue.enqueue_job`` writes, so an
+``tests/unit/test_batches.py`` checks the hash against what ``Queue.enqueue_call`` writes, so an
 RQ upgrade that changes the job format fails the suite instead of the workers.
 """
 

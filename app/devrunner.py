@@ -34,7 +34,6 @@ class DevRunner:
         self.echo = echo
         self.redis: RedisServer | None = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.stopping = False
         self.simulator: Any = None  # app.simulator.devrun.DevSimulator when DM_API_KEY is unset
 
     def prepare(self) -> config_module.Settings:
@@ -87,7 +86,6 @@ class DevRunner:
 
     def stop(self) -> None:
         """Stop every child by pid (SIGTERM, then SIGKILL after 10 s), then Redis."""
-        self.stopping = True
         for proc in self.children.values():
             if proc.poll() is None:
                 proc.terminate()

@@ -43,13 +43,6 @@ class NotFound(DevicehooksError):
     type = "not_found"
 
 
-class MethodNotAllowed(DevicehooksError):
-    """The method is not supported on this route."""
-
-    code = 405
-    type = "method_not_allowed"
-
-
 class PayloadTooLarge(DevicehooksError):
     """The request body exceeds the configured limit."""
 

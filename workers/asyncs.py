@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Any
 
-from app.dm.asyncs import AsyncResult, AsyncTracker
+from app.dm.asyncs import AsyncResult, AsyncTracker, sweep_forever
 from workers.dispatch import follow_up_retry
 from workers.events import Event
 
@@ -80,17 +80,21 @@ def resolve(tracker: AsyncTracker, events: list[Event], owner: str = "") -> list
 def start_sweeper(tracker: AsyncTracker, enqueue: Any, stop: threading.Event) -> threading.Thread:
     """Time out overdue requests every few seconds; queue a delivery job for each named handler."""
 
-    def sweep() -> None:
-        while not stop.wait(SWEEP_INTERVAL):
-            try:
-                for result in tracker.expire_overdue():
-                    logger.warning("async request %s to %s %s timed out", result.id, result.ep, result.path)
-                    if result.handler:
-                        event = event_from_result(result).to_dict()
-                        enqueue(DELIVER_FUNC, result.handler, event, retry=follow_up_retry())
-            except Exception:
-                logger.exception("async sweep failed; trying again in %.0f s", SWEEP_INTERVAL)
+    def on_timeout(result: AsyncResult) -> None:
+        logger.warning("async request %s to %s %s timed out", result.id, result.ep, result.path)
+        if not result.handler:
+            return
+        try:
+            event = event_from_result(result).to_dict()
+            enqueue(DELIVER_FUNC, result.handler, event, retry=follow_up_retry())
+        except Exception:
+            logger.exception("async request %s: queueing its handler %s failed", result.id, result.handler)
 
-    thread = threading.Thread(target=sweep, name="async-sweeper", daemon=True)
+    thread = threading.Thread(
+        target=sweep_forever,
+        args=(tracker, stop, SWEEP_INTERVAL, on_timeout),
+        name="async-sweeper",
+        daemon=True,
+    )
     thread.start()
     return thread

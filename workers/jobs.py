@@ -37,8 +37,9 @@ def process_batch(body_key: str | None = None) -> dict[str, Any]:
         logger.error("batch %s request_id=%s quarantined: %s", job_id, request_id, exc)
         return {"quarantined": str(exc)}
     rt.rejections.record(parsed.rejections, job_id, request_id)
+    counts = parsed.counts()
     tracker = rt.tracker
-    named = asyncs.resolve(tracker, parsed.events, job_id) if "async-responses" in parsed.counts() else []
+    named = asyncs.resolve(tracker, parsed.events, job_id) if "async-responses" in counts else []
     if rt.uses_ept:
         learn_and_fill(rt.redis, parsed.events)
     dispatcher = rt.dispatcher
@@ -49,7 +50,6 @@ def process_batch(body_key: str | None = None) -> dict[str, Any]:
         dispatcher.deliver_to(handler_name, [event], source=job_id)
     tracker.confirm_handoff([event.id for _, event in named if event.id])
     rt.redis.delete(key)
-    counts = parsed.counts()
     logger.info(
         "batch %s request_id=%s events=%s rejected=%d failed_handlers=%d",
         job_id, request_id, counts, len(parsed.rejections), len(failures),

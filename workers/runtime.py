@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from redis import Redis
 from rq import Queue
@@ -33,22 +34,22 @@ class Runtime:
     queue: Queue
     lanes: Lanes = field(default_factory=Lanes)
 
-    @property
+    @cached_property
     def dispatcher(self) -> Dispatcher:
         """Delivery with retries and dead letters."""
         return Dispatcher(self.router, self.lanes, self.redis, self.queue)
 
-    @property
+    @cached_property
     def tracker(self) -> AsyncTracker:
         """Pending async requests."""
         return AsyncTracker(self.redis, queue_name=self.settings.queue_name)
 
-    @property
+    @cached_property
     def rejections(self) -> Rejections:
         """Where rejected items go."""
         return Rejections(self.redis)
 
-    @property
+    @cached_property
     def uses_ept(self) -> bool:
         """True when some handler filters on the endpoint type."""
         return any(handler.ept is not None for handler in self.router.handlers)

@@ -13,7 +13,6 @@ events in batch order, exactly as the worker would match them; exceptions are ca
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,11 +82,6 @@ class RunResult:
     def errors(self) -> list[Call]:
         """Calls that raised."""
         return [call for call in self.calls if call.error is not None]
-
-    def to_json(self) -> str:
-        """A readable summary for assertion messages."""
-        rows = [{"handler": c.handler, "events": len(c.events), "error": repr(c.error)} for c in self.calls]
-        return json.dumps(rows, indent=2)
 
 
 def run(router: Router, events: list[Event]) -> RunResult:

@@ -6,7 +6,6 @@ import math
 import os
 import platform
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -143,18 +142,6 @@ def start_web(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[byt
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """The Procfile's worker command (``devicehooks worker``)."""
     return start_logged(procfile_command("worker"), env, log)
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-    """Signal a process by pid and wait for it; SIGKILL when it lingers."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def product_env(redis_url: str, handlers: str, queue: str = "bench", **extra: str) -> dict[str, str]:

@@ -34,6 +34,7 @@ from app.dm.client import DMClient
 from app.redis_server import RedisServer, free_port
 from app.simulator import SimulatorConfig, SimulatorServer
 from app.simulator.load import LoadRun
+from tests import support
 from tests.benchmarks.common import (
     SECRET_HEADERS,
     children,
@@ -41,11 +42,11 @@ from tests.benchmarks.common import (
     rss_kib,
     start_web,
     start_worker,
-    stop_process,
     tree_rss_kib,
     weighted_percentile,
 )
 from tests.benchmarks.counting_handler import COUNT_KEY, LATENCY_KEY
+from tests.support import stop
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +79,11 @@ class Product:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll a condition until it holds; RuntimeError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(POLL)
-    raise RuntimeError(f"{what} did not happen within {timeout:.0f} s")
+    """Poll a condition until it holds; RuntimeError at the deadline (the suite reports those)."""
+    try:
+        support.wait_until(predicate, timeout, what, interval=POLL)
+    except AssertionError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 @contextmanager
@@ -105,7 +104,7 @@ def running_product(handlers: str, workers: int, logs: Path) -> Iterator[Product
         yield Product(server, client, env, web, started, port, logs)
     finally:
         for proc in reversed(procs):
-            stop_process(proc)
+            stop(proc)
         client.close()
         server.stop()
 

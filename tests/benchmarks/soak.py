@@ -54,7 +54,6 @@ from tests.benchmarks.common import (
     product_env,
     start_web,
     start_worker,
-    stop_process,
 )
 from tests.fixtures.soak_handlers import (
     ASYNC_HANDLER,
@@ -64,6 +63,7 @@ from tests.fixtures.soak_handlers import (
     HEALTHY_KEY,
     HEALTHY_LAST_KEY,
 )
+from tests.support import stop
 from workers.deadletters import PREFIX as DEAD_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ class Soak:
         """Stop every process this run started, by pid (children of workers too)."""
         for proc in self.started:
             tree = process_tree(proc.pid) if proc.poll() is None else []
-            stop_process(proc, signal.SIGTERM, timeout=30)
+            stop(proc, signal.SIGTERM, timeout=30)
             for pid in tree[1:]:
                 _kill_quietly(pid, signal.SIGKILL)
         if self.sim is not None:
@@ -377,7 +377,7 @@ class Soak:
         assert self.web is not None
         fault = Fault("web-restart", time.time())
         old = self.web.pid
-        stop_process(self.web, signal.SIGTERM, timeout=30)
+        stop(self.web, signal.SIGTERM, timeout=30)
         self.start_web()
         fault.end = time.time()
         fault.detail = f"pid {old} -> {self.web.pid}, same port"

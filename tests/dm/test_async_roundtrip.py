@@ -14,7 +14,8 @@ from app.dm.client import DMClient
 from app.simulator import SimulatorConfig, SimulatorServer
 from tests.conftest import HEADERS
 from tests.dm.conftest import API_KEY
-from tests.dm.helpers import Pump, wait_until
+from tests.dm.helpers import Pump
+from tests.support import wait_until
 
 
 @pytest.fixture

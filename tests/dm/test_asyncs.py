@@ -20,7 +20,8 @@ from app.dm.asyncs import (
     AsyncTracker,
     sweep_forever,
 )
-from tests.dm.helpers import take_batch, wait_until
+from tests.dm.helpers import take_batch
+from tests.support import wait_until
 
 QUEUE = "test"
 

@@ -16,7 +16,8 @@ from app.dm.channels import ChannelFatal, ChannelRunner, PullChannel, WebsocketC
 from app.dm.client import DMClient
 from app.simulator import SimulatorServer
 from tests.conftest import HEADERS
-from tests.dm.helpers import Pump, wait_until
+from tests.dm.helpers import Pump
+from tests.support import wait_until
 
 
 @contextmanager

@@ -20,7 +20,8 @@ from app.dm.asyncs import AsyncTracker
 from app.simulator import SimulatorServer
 from tests.conftest import HEADERS
 from tests.dm.conftest import API_KEY
-from tests.dm.helpers import Pump, wait_until
+from tests.dm.helpers import Pump
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,8 @@ from app.redis_server import free_port
 from app.simulator import SimulatorServer
 from tests.conftest import HEADERS
 from tests.dm.conftest import API_KEY
-from tests.dm.helpers import serving, wait_until
+from tests.dm.helpers import serving
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = [{"endpoint-type": "sim-sensor", "resource-path": ["/3303/0/5700"]}]

@@ -17,7 +17,8 @@ from app.redis_server import RedisServer
 from app.simulator import SimulatorConfig, SimulatorServer
 from tests.conftest import HEADERS
 from tests.dm.helpers import serving
-from tests.integration.workers import eventually, running_worker, take, worker_env
+from tests.integration.workers import running_worker, take, worker_env
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 API_KEY = "ak_simulator"
@@ -67,7 +68,7 @@ def test_handler_receives_every_notification_the_simulator_sent(
     sent = {sim.sim.inject_notification(devices[i % 4], "/3303/0/5700", 20 + i / 10) for i in range(300)}
     received = take(redis, "healthy", 300)
     assert {r["uid"] for r in received} == sent
-    eventually(lambda: sim.sim.stats()["acknowledged"] >= 300, what="the simulator to see every ack")
+    wait_until(lambda: sim.sim.stats()["acknowledged"] >= 300, what="the simulator to see every ack")
 
 
 def test_async_read_resolves_and_reaches_the_named_handler(
@@ -114,7 +115,7 @@ def test_receiver_503_is_retried_by_the_sender_and_nothing_is_lost(
     assert {r["uid"] for r in take(redis, "healthy", 50)} == first
     own_redis.stop()  # the web app now answers 503; the simulator keeps the batch and retries
     during = {sim.sim.inject_notification(devices[1], "/3303/0/5700", 2.0) for _ in range(50)}
-    eventually(lambda: sim.sim.stats()["retried"] >= 1, what="a retried PUT")
+    wait_until(lambda: sim.sim.stats()["retried"] >= 1, what="a retried PUT")
     own_redis.start()  # same port and directory; appendonly kept what was queued before
     received = take(redis, "healthy", 50, timeout=30)
     assert {r["uid"] for r in received} == during

@@ -16,14 +16,13 @@ from redis import Redis
 from app.batches import BatchQueue
 from tests.integration.workers import (
     ROOT,
-    eventually,
     running_worker,
     start_worker,
-    stop,
     take,
     wait_for_list,
     worker_env,
 )
+from tests.support import stop, wait_until
 from workers.deadletters import DeadLetters
 
 pytestmark = pytest.mark.slow
@@ -57,7 +56,7 @@ def test_failing_handler_beside_a_healthy_one_retries_then_dead_letters(
         BatchQueue(redis, "test").enqueue(batch(50), "rid-fail")
         assert uids(take(redis, "healthy", 50)) == [f"u{i}" for i in range(50)]
         dead = DeadLetters(redis)
-        eventually(lambda: dead.count() == 1, what="a dead letter")
+        wait_until(lambda: dead.count() == 1, what="a dead letter")
     (row,) = dead.list()
     letter = dead.get(row["id"])
     assert letter is not None
@@ -78,7 +77,7 @@ def test_replay_redelivers_exactly_what_failed_to_that_handler_only(
     with running_worker(env, tmp_path / "worker.log"):
         BatchQueue(redis, "test").enqueue(batch(5), "rid-replay")
         take(redis, "healthy", 5)
-        eventually(lambda: dead.count() == 1, what="a dead letter")
+        wait_until(lambda: dead.count() == 1, what="a dead letter")
         redis.delete("test:broken")
         (row,) = dead.list()
         replay = subprocess.run(
@@ -115,7 +114,7 @@ def test_hanging_handler_times_out_and_the_healthy_one_is_unaffected(
         assert uids(take(redis, "healthy", 40)) == [f"u{i}" for i in range(40)]
         assert time.monotonic() - started < 10
         dead = DeadLetters(redis)
-        eventually(lambda: dead.count() == 2, what="two dead letters")
+        wait_until(lambda: dead.count() == 2, what="two dead letters")
     errors = sorted(row["error"] for row in dead.list())
     assert errors[0].startswith("handler busy") or errors[0].startswith("timed out")
     assert any(e.startswith("timed out after 0.5 s") for e in errors)
@@ -140,7 +139,7 @@ def test_batch_interrupted_by_sigkill_runs_again_and_nothing_is_lost(
         seen: list[object] = []
         while not expected <= set(seen):
             seen += uids(take(redis, "healthy", 1, timeout=20))
-        eventually(lambda: redis.keys("devicehooks:body:*") == [], what="the body to be deleted")
+        wait_until(lambda: redis.keys("devicehooks:body:*") == [], what="the body to be deleted")
     # At least once: the first run may already have delivered to the healthy handler before the
     # kill, so it can see events twice (the documented guarantee); every event arrived.
     assert len(seen) + redis.llen("test:received:healthy") in range(10, 21)

@@ -16,7 +16,8 @@ from redis import Redis
 
 from app.redis_server import free_port
 from tests.conftest import HEADERS, SAMPLES, SECRET
-from tests.integration.workers import ROOT, eventually, stop, take, worker_env
+from tests.integration.workers import ROOT, take, worker_env
+from tests.support import stop, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ def procfile_command(name: str) -> str:
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
     """Poll url until it answers 200 (a bounded wait on a condition)."""
-    eventually(lambda: proc.poll() is None and _ok(url), timeout=timeout, what=f"{url} answering")
+    wait_until(lambda: proc.poll() is None and _ok(url), timeout=timeout, what=f"{url} answering")
 
 
 def _ok(url: str) -> bool:
@@ -138,7 +139,7 @@ def test_devicehooks_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -
             [sys.executable, "-m", "app", "run"], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        eventually(
+        wait_until(
             lambda: "Ctrl-C stops everything" in log.read_text(), timeout=60, what="the runner to start"
         )
         text = log.read_text()
@@ -157,7 +158,7 @@ def test_devicehooks_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -
             timeout=5,
         )
         assert put.status_code == 204
-        eventually(
+        wait_until(
             lambda: '"ep": "dev-1", "path": "/3303/0/5700", "value": 23.5' in log.read_text(),
             what="event log",
         )
@@ -166,7 +167,7 @@ def test_devicehooks_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -
         runner.wait(timeout=60)
     assert "stopped everything devicehooks run started" in log.read_text()
     for pid in pids:
-        eventually(lambda pid=pid: not _alive(pid), timeout=10, what=f"pid {pid} to exit")  # type: ignore[misc]
+        wait_until(lambda pid=pid: not _alive(pid), timeout=10, what=f"pid {pid} to exit")  # type: ignore[misc]
     assert (tmp_path / ".devicehooks" / "redis").is_dir()
 
 

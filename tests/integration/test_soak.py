@@ -19,10 +19,10 @@ from rq.serializers import JSONSerializer
 from app.batches import BatchQueue, make_queue
 from app.dm.asyncs import AsyncTracker
 from app.redis_server import RedisServer
-from tests.benchmarks.common import product_env, start_worker, stop_process
+from tests.benchmarks.common import product_env, start_worker
 from tests.benchmarks.soak import Soak, SoakConfig
 from tests.fixtures.soak_handlers import HEALTHY_KEY
-from tests.integration.workers import eventually
+from tests.support import stop, wait_until
 from workers.dispatch import FOLLOW_UP_RETRY_INTERVALS, Dispatcher
 from workers.handlers.delivery import Lanes
 from workers.handlers.router import Router
@@ -115,14 +115,14 @@ def test_a_worker_resumes_after_redis_went_away_under_a_running_job(tmp_path: Pa
     try:
         body = b'{"notifications": [{"ep": "e", "path": "/3303/0/5700", "payload": "MjE=", "uid": "u1"}]}'
         job = BatchQueue(redis, "soak").enqueue(body, "blip")
-        eventually(lambda: redis.llen(HEALTHY_KEY) == 1, what="the handler taking the batch")
+        wait_until(lambda: redis.llen(HEALTHY_KEY) == 1, what="the handler taking the batch")
         server.stop()  # the job ends while Redis is away: RQ's loop quits on the error
-        eventually(lambda: "ended on" in log.read_text(), what="the worker loop ending")
+        wait_until(lambda: "ended on" in log.read_text(), what="the worker loop ending")
         server.start()
-        eventually(lambda: redis.hget(f"rq:job:{job}", "status") == b"finished", 30, "the job running again")
+        wait_until(lambda: redis.hget(f"rq:job:{job}", "status") == b"finished", 30, "the job running again")
         assert worker.poll() is None, log.read_text()
         assert redis.llen(HEALTHY_KEY) == 2  # at least once: the interrupted job ran again
     finally:
-        stop_process(worker)
+        stop(worker)
         redis.close()
         server.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 from redis import Redis
 
 from tests.fixtures.handlers import RECEIVED
+from tests.support import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,18 +36,6 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "app", "worker"], env=env, stdout=out, stderr=out, cwd=ROOT
         )
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-    """Signal a process by pid and wait for it; SIGKILL if it lingers."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 @contextmanager
@@ -77,15 +65,3 @@ def wait_for_list(redis: Redis, key: str, timeout: float = 20) -> bytes:
     if item is None:
         raise AssertionError(f"nothing arrived on {key} within {timeout} s")
     return bytes(item[1])
-
-
-def eventually(predicate: object, timeout: float = 20, what: str = "condition") -> None:
-    """Poll a condition until it holds or the deadline passes (a bounded wait, never a fixed sleep)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")

@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from app.simulator import SimulatorConfig, SimulatorServer
+from tests.support import wait_until
 
 API_KEY = "ak_test"
 FAST = SimulatorConfig(
@@ -27,18 +28,6 @@ FAST = SimulatorConfig(
     http_timeout=5,
     verify_timeout=5,
 )
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it is truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
 
 
 @dataclass

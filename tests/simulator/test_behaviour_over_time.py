@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from app.simulator import SimulatorConfig, SimulatorServer
 from app.simulator.engine import Simulator
-from tests.simulator.conftest import Api, Receiver, first_device, wait_until
+from tests.simulator.conftest import Api, Receiver, first_device
+from tests.support import wait_until
 
 
 def test_subscribed_resources_notify_every_interval_with_changing_values(

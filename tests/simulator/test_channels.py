@@ -9,7 +9,8 @@ import pytest
 import websocket
 
 from app.simulator import SimulatorServer
-from tests.simulator.conftest import API_KEY, Api, Receiver, first_device, wait_until
+from tests.simulator.conftest import API_KEY, Api, Receiver, first_device
+from tests.support import wait_until
 
 
 def _ws_url(sim: SimulatorServer) -> str:

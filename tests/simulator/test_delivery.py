@@ -8,7 +8,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from app.simulator import SimulatorServer
-from tests.simulator.conftest import Api, Receiver, first_device, wait_until
+from tests.simulator.conftest import Api, Receiver, first_device
+from tests.support import wait_until
 
 
 def _start(make_sim: Callable[..., SimulatorServer], receiver: Receiver, **config: object) -> SimulatorServer:

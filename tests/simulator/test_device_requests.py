@@ -6,7 +6,8 @@ import base64
 from collections.abc import Callable
 
 from app.simulator import SimulatorServer
-from tests.simulator.conftest import Api, Receiver, first_device, wait_until
+from tests.simulator.conftest import Api, Receiver, first_device
+from tests.support import wait_until
 
 
 def _answer(receiver: Receiver, async_id: str) -> dict[str, object]:

@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from app.simulator import SimulatorServer
-from tests.simulator.conftest import Api, Receiver, first_device, wait_until
+from tests.simulator.conftest import Api, Receiver, first_device
+from tests.support import wait_until
 
 yaml = pytest.importorskip("yaml")
 

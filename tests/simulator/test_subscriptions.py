@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from app.simulator import SimulatorServer
-from tests.simulator.conftest import Api, Receiver, first_device, wait_until
+from tests.simulator.conftest import Api, Receiver, first_device
+from tests.support import wait_until
 from workers.decoding import decode_value, default_object_model
 
 

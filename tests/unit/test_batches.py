@@ -1,4 +1,4 @@
-"""The one-call enqueue writes exactly the job RQ itself would write."""
+"""The one-call enqueue writes exactly the job that RQ's own Queue.enqueue_call writes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from app.batches import BatchQueue, body_key
+from app.batches import FAILURE_TTL, JOB_FUNC, JOB_TIMEOUT, RESULT_TTL, BatchQueue, body_key
 
 VARYING = {b"created_at", b"enqueued_at", b"description", b"meta"}
 
@@ -15,12 +15,19 @@ VARYING = {b"created_at", b"enqueued_at", b"description", b"meta"}
 def test_enqueued_hash_matches_rq_own_enqueue(redis: Redis) -> None:
     batches = BatchQueue(redis, "test")
     ours = batches.enqueue(b'{"notifications": []}', "rid-1")
-    reference = batches.create_job_mapping("reference", "rid-1", "callback", 21)
-    job = Job(id="reference", connection=redis, serializer=JSONSerializer)
-    Queue("test", connection=redis, serializer=JSONSerializer)
-    redis.hset(job.key, mapping=reference)
+    queue = Queue("test", connection=redis, serializer=JSONSerializer)
+    reference = queue.enqueue_call(
+        JOB_FUNC,
+        job_id="reference",
+        timeout=JOB_TIMEOUT,
+        result_ttl=RESULT_TTL,
+        failure_ttl=FAILURE_TTL,
+        retry=batches.retry,
+        meta={"request_id": "rid-1", "source": "callback", "bytes": 21},
+        description="batch rid-1",
+    )
     ours_hash = redis.hgetall(Job.key_for(ours))
-    ref_hash = redis.hgetall(job.key)
+    ref_hash = redis.hgetall(reference.key)
     assert set(ours_hash) == set(ref_hash)
     assert {k: v for k, v in ours_hash.items() if k not in VARYING} == {
         k: v for k, v in ref_hash.items() if k not in VARYING
