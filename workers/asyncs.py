@@ -18,6 +18,7 @@ import threading
 from typing import Any
 
 from app.dm.asyncs import AsyncResult, AsyncTracker, sweep_forever
+from workers.decoding import shape_values
 from workers.dispatch import follow_up_retry
 from workers.events import Event
 
@@ -41,6 +42,7 @@ def raw_item(event: Event) -> dict[str, Any]:
 
 def event_from_result(result: AsyncResult) -> Event:
     """The async-responses Event of a result (resolved or timed out)."""
+    value, values = shape_values(result.value, result.ct, result.path or "")
     return Event(
         kind="async-responses",
         id=result.id,
@@ -50,7 +52,8 @@ def event_from_result(result: AsyncResult) -> Event:
         error=result.error,
         ct=result.ct,
         payload_b64=result.payload_b64,
-        value=result.value,
+        value=value,
+        values=values,
         max_age=result.max_age,
         decode_error=result.decode_error,
     )

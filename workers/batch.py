@@ -14,7 +14,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from workers.decoding import ObjectModel, decode_value
+from workers.decoding import ObjectModel, decode_value, shape_values
 from workers.events import KINDS, Event
 from workers.fastpath import fast_notification
 from workers.schemas import load_item
@@ -79,7 +79,8 @@ def _event(kind: str, item: Any, model: ObjectModel) -> Event:
         loaded = load_item(kind, item)
     event = Event(kind=kind, **loaded)
     if event.payload_b64:
-        event.value, event.decode_error = decode_value(event.payload_b64, event.ct, event.path or "", model)
+        decoded, event.decode_error = decode_value(event.payload_b64, event.ct, event.path or "", model)
+        event.value, event.values = shape_values(decoded, event.ct, event.path or "")
     return event
 
 

@@ -26,6 +26,7 @@ class Event:
     max_age: int | None = None
     payload_b64: str | None = None
     value: Any = None
+    values: dict[str, Any] = field(default_factory=dict)
     ept: str | None = None
     q: bool | None = None
     original_ep: str | None = None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.batch import events_from_message, parse_body
-from workers.decoding import ObjectModel, decode_value, default_object_model
+from workers.decoding import ObjectModel, decode_value, default_object_model, shape_values
 from workers.events import Event
 from workers.handlers.router import Router
 
@@ -53,9 +53,10 @@ def make_event(
         fields["path"] = "/" + path
     event = Event(kind=kind, **fields)
     if event.payload_b64 is not None and "value" not in fields:
-        event.value, event.decode_error = decode_value(
+        decoded, event.decode_error = decode_value(
             event.payload_b64, event.ct, event.path or "", model or default_object_model()
         )
+        event.value, event.values = shape_values(decoded, event.ct, event.path or "")
     return event
 
 

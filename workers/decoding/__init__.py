@@ -7,7 +7,7 @@ model that types values is `default_object_model()` (built in, lazily loaded, ca
 """
 
 from workers.decoding.b64 import decode_b64, encode_b64
-from workers.decoding.core import decode_value, normalize_ct
+from workers.decoding.core import decode_value, normalize_ct, shape_values
 from workers.decoding.errors import DecodeError, ObjectModelError
 from workers.decoding.model import ObjectModel, ResourceDef, default_object_model, load_object_model
 from workers.decoding.tlv import encode_paths, encode_tlv
@@ -25,4 +25,5 @@ __all__ = [
     "encode_tlv",
     "load_object_model",
     "normalize_ct",
+    "shape_values",
 ]

@@ -100,6 +100,28 @@ def decoder_for(ct: str | int | None) -> Decoder:
     return decoder
 
 
+PATH_MAP_TYPES = frozenset(
+    {
+        "application/vnd.oma.lwm2m+tlv",
+        "application/vnd.oma.lwm2m+json",
+        "application/senml+json",
+        "application/senml+cbor",
+    }
+)
+
+
+def shape_values(decoded: Any, ct: str | int | None, path: str) -> tuple[Any, dict[str, Any]]:
+    """(value, values) for handlers: ``values`` always maps path -> typed value; ``value`` is the scalar
+    when the event's path names one entry of that map, else the map itself (or the one decoded value)."""
+    if decoded is None:
+        return None, {}
+    if isinstance(decoded, dict) and normalize_ct(ct) in PATH_MAP_TYPES:
+        if path in decoded:
+            return decoded[path], decoded
+        return decoded, decoded
+    return decoded, {path: decoded}
+
+
 def decode_value(
     payload_b64: str | None, ct: str | None, path: str, model: ObjectModel | None = None
 ) -> tuple[Any, str | None]:
