@@ -62,6 +62,13 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
     "--progress-interval", default=1.0, show_default=True, help="Load mode: seconds between status lines."
 )
 @click.option("--log-level", default="INFO", show_default=True, help="Log level (INFO shows every API call).")
+@click.option(
+    "--tlv-style",
+    type=click.Choice(["mbed", "spec"]),
+    default="mbed",
+    show_default=True,
+    help="TLV values as mbed Cloud Client writes them (text floats, 8-byte integers) or spec binary.",
+)
 def simulate(
     host: str,
     port: int,
@@ -82,6 +89,7 @@ def simulate(
     count: int,
     progress_interval: float,
     log_level: str,
+    tlv_style: str,
 ) -> None:
     """Run a Device Management simulator (Connect v2 API subset) until Ctrl-C, or a load run to its end."""
     from app import logs
@@ -109,6 +117,7 @@ def simulate(
         timeout_fraction=timeout_fraction,
         queue_mode_fraction=queue_mode_fraction,
         record_ids=load is None,
+        tlv_style=tlv_style,
     )
     server = SimulatorServer(config, host, port).start()
     stop = threading.Event()

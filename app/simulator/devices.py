@@ -82,6 +82,7 @@ class Device:
     queue_mode: bool = False
     responsive: bool = True
     tlv: bool = False  # notifies single resources as TLV instead of text/plain
+    tlv_style: str = "mbed"  # TLV values like mbed Cloud Client (text floats, 8-byte ints) or "spec" binary
     registered: bool = True
     awake: bool = True
     values: dict[str, Any] = field(default_factory=dict)
@@ -215,15 +216,16 @@ def parse_text(text: str, current: Any) -> Any:
     return text
 
 
-def encode_payload(values: dict[str, Any], path: str, ct: str) -> str:
-    """Base64 payload of the values at or below `path`, as text/plain (one resource) or TLV."""
+def encode_payload(values: dict[str, Any], path: str, ct: str, tlv_style: str = "mbed") -> str:
+    """Base64 payload of the values at or below `path`, as text/plain (one resource) or TLV (values in
+    `tlv_style`: "mbed" as mbed Cloud Client writes them, "spec" the shortest binary)."""
     if ct == TEXT:
         return encode_b64(text_of(values[path]).encode("utf-8"))
     selected = {p: v for p, v in values.items() if covers(path, p)}
-    return encode_b64(encode_paths(selected, path, default_object_model()))
+    return encode_b64(encode_paths(selected, path, default_object_model(), tlv_style))
 
 
 def read(device: Device, path: str, accept: str | None = None) -> tuple[str, str]:
     """Read `path` from the device: (payload_b64, ct); text for one resource unless TLV is asked for."""
     ct = TEXT if path in device.values and accept != TLV else TLV
-    return encode_payload(device.values, path, ct), ct
+    return encode_payload(device.values, path, ct, device.tlv_style), ct

@@ -151,7 +151,13 @@ class Simulator:
             index = self._created
             self._created += 1
             device = dev.make_device(
-                self._device_rng, index, name, ept, queue_mode=queue_mode, responsive=responsive
+                self._device_rng,
+                index,
+                name,
+                ept,
+                queue_mode=queue_mode,
+                responsive=responsive,
+                tlv_style=self.config.tlv_style,
             )
             if tlv is not None:
                 device.tlv = tlv
@@ -305,7 +311,7 @@ class Simulator:
             ct = dev.TLV
         else:
             return None
-        payload = dev.encode_payload(device.values, path, ct)
+        payload = dev.encode_payload(device.values, path, ct, device.tlv_style)
         return {"ep": device.ep, "path": path, "ct": ct, "payload": payload, "max-age": MAX_AGE}
 
     def trigger_notifications(self, count: int, subscribed_only: bool = True) -> int:
@@ -347,7 +353,7 @@ class Simulator:
             device = self.device(ep)
             if device is not None and path in device.values and not isinstance(value, bytes | dict):
                 device.values[path] = value
-            payload = _encode_value(value, path, ct)
+            payload = _encode_value(value, path, ct, self.config.tlv_style)
             item = {"ep": device.ep if device else ep, "path": path, "ct": ct, "payload": payload}
             item["max-age"] = max_age
             return self._emit_stamped("notifications", item)
@@ -545,11 +551,12 @@ def _parse_device_request(async_id: str, body: Any) -> PendingRequest:
     )
 
 
-def _encode_value(value: Any, path: str, ct: str) -> str:
-    """Payload of an injected value: bytes as is, a {path: value} dict or a value as TLV, else text."""
+def _encode_value(value: Any, path: str, ct: str, tlv_style: str) -> str:
+    """Payload of an injected value: bytes as is, a {path: value} dict or a value as TLV (in
+    `tlv_style`), else text."""
     if isinstance(value, bytes):
         return encode_b64(value)
     if ct == dev.TLV:
         values = value if isinstance(value, dict) else {path: value}
-        return encode_b64(encode_paths(values, path, default_object_model()))
+        return encode_b64(encode_paths(values, path, default_object_model(), tlv_style))
     return encode_b64(dev.text_of(value).encode("utf-8"))

@@ -23,6 +23,19 @@ object with `name`, `type` and optional `multiple` (default false); `type` is on
 Merging is per resource: a user file that names an object already known replaces that object's name
 (when given) and the resources it lists, and keeps the others. Any problem raises `ObjectModelError`
 (a `ValueError`) naming the file and the offending object or resource.
+
+Typing by resource id, for objects the model does not list (vendors reuse resources in their own
+objects): a lookup of (object, resource) that finds nothing falls back to
+
+1. the user mapping by resource id (`LWM2M_RESOURCE_TYPES`, e.g. ``5700:float,27001:integer``), then
+2. the IPSO reusable resources (ids 5500-5999), which have one type in every object that uses them
+   (5700 Sensor Value float, 5850 On/Off boolean, 5501 Digital Input Counter integer, ...): the table
+   is derived from the built-in registry, keeping each id whose type agrees across all its objects.
+
+A resource the model lists for that object always wins over both.
+
+`tlv_strict` (setting `LWM2M_TLV_STRICT`) makes TLV decoding follow the specification only; by
+default it also accepts what mbed Cloud Client sends (see `workers.decoding.tlv`).
 """
 
 import functools
@@ -39,6 +52,7 @@ RESOURCE_TYPES = frozenset(
 )
 MAX_ID = 65535
 BUILTIN_FILE = "objects.json"
+REUSABLE_IDS = range(5500, 6000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +68,46 @@ class ResourceDef:
 class ObjectModel:
     """Lookup of LwM2M object and resource definitions, O(1) by (object id, resource id)."""
 
-    __slots__ = ("_names", "_resources")
+    __slots__ = ("_by_id", "_names", "_resources", "tlv_strict")
 
-    def __init__(self, names: Mapping[int, str], defs: Mapping[tuple[int, int], ResourceDef]) -> None:
-        """Build a model from object names and resource definitions keyed by (object id, resource id)."""
+    def __init__(
+        self,
+        names: Mapping[int, str],
+        defs: Mapping[tuple[int, int], ResourceDef],
+        by_id: Mapping[int, ResourceDef] | None = None,
+        *,
+        tlv_strict: bool = False,
+    ) -> None:
+        """Build a model from object names, resource definitions keyed by (object id, resource id),
+        the fallback definitions by resource id alone, and the TLV decoding mode."""
         self._names: dict[int, str] = dict(names)
         self._resources: dict[tuple[int, int], ResourceDef] = dict(defs)
+        self._by_id: dict[int, ResourceDef] = dict(by_id or {})
+        self.tlv_strict = tlv_strict
 
     def resource(self, obj_id: int, res_id: int) -> ResourceDef | None:
         """Return the definition of resource `res_id` of object `obj_id`, or None when unknown."""
-        return self._resources.get((obj_id, res_id))
+        return self._resources.get((obj_id, res_id)) or self._by_id.get(res_id)
 
     def resource_by_key(self, key: tuple[int, int]) -> ResourceDef | None:
         """Return the definition for an (object id, resource id) key, or None (the hot-path lookup)."""
-        return self._resources.get(key)
+        return self._resources.get(key) or self._by_id.get(key[1])
+
+    def by_id(self) -> dict[int, ResourceDef]:
+        """Return the fallback definitions by resource id (user mapping over IPSO reusable resources)."""
+        return dict(self._by_id)
+
+    def with_options(
+        self, resource_types: Mapping[int, str] | None = None, *, tlv_strict: bool | None = None
+    ) -> "ObjectModel":
+        """Return a copy with a user mapping by resource id laid over the fallbacks, and/or the TLV mode."""
+        by_id = dict(self._by_id)
+        for res_id, rtype in (resource_types or {}).items():
+            if rtype not in RESOURCE_TYPES:
+                raise ObjectModelError(f"resource {res_id}: type {rtype!r} is not one of {_type_list()}")
+            by_id[res_id] = ResourceDef(res_id, f"Resource {res_id}", rtype, False)
+        strict = self.tlv_strict if tlv_strict is None else tlv_strict
+        return ObjectModel(self._names, self._resources, by_id, tlv_strict=strict)
 
     def object_name(self, obj_id: int) -> str | None:
         """Return the name of object `obj_id`, or None when unknown."""
@@ -83,7 +123,12 @@ class ObjectModel:
 
     def merged(self, other: "ObjectModel") -> "ObjectModel":
         """Return a new model: this one with `other`'s object names and resources laid over it."""
-        return ObjectModel({**self._names, **other._names}, {**self._resources, **other._resources})
+        return ObjectModel(
+            {**self._names, **other._names},
+            {**self._resources, **other._resources},
+            {**self._by_id, **other._by_id},
+            tlv_strict=self.tlv_strict or other.tlv_strict,
+        )
 
     def __len__(self) -> int:
         """Return the number of known resources."""
@@ -144,24 +189,49 @@ def _parse_resource(res_id: int, entry: Any, where: str) -> ResourceDef:
     if not isinstance(name, str):
         raise ObjectModelError(f"{where}: name must be a string")
     if rtype not in RESOURCE_TYPES:
-        raise ObjectModelError(f"{where}: type {rtype!r} is not one of {', '.join(sorted(RESOURCE_TYPES))}")
+        raise ObjectModelError(f"{where}: type {rtype!r} is not one of {_type_list()}")
     if not isinstance(multiple, bool):
         raise ObjectModelError(f"{where}: multiple must be true or false")
     return ResourceDef(res_id, name, str(rtype), multiple)
 
 
+def _type_list() -> str:
+    """The valid type names, for error messages."""
+    return ", ".join(sorted(RESOURCE_TYPES))
+
+
+def reusable_resources(model: ObjectModel) -> dict[int, ResourceDef]:
+    """The IPSO reusable resources (5500-5999) whose type is the same in every object of `model` using them."""
+    seen: dict[int, set[str]] = {}
+    named: dict[int, ResourceDef] = {}
+    for rdef in model._resources.values():
+        if rdef.id in REUSABLE_IDS:
+            seen.setdefault(rdef.id, set()).add(rdef.type)
+            named.setdefault(rdef.id, ResourceDef(rdef.id, rdef.name, rdef.type, False))
+    return {res_id: named[res_id] for res_id, types in seen.items() if len(types) == 1}
+
+
 @functools.cache
 def default_object_model() -> ObjectModel:
-    """Return the built-in object model, read from objects.json on first use and cached."""
+    """Return the built-in object model (with the reusable-resource fallback), read on first use and cached."""
     text = resources.files(__package__).joinpath(BUILTIN_FILE).read_text(encoding="utf-8")
-    return model_from_compact(json.loads(text), BUILTIN_FILE)
+    model = model_from_compact(json.loads(text), BUILTIN_FILE)
+    return ObjectModel(model._names, model._resources, reusable_resources(model))
 
 
-def load_object_model(extra_files: Sequence[str] = ()) -> ObjectModel:
-    """Return the built-in model with each user file (compact JSON, see module doc) merged over it."""
+def load_object_model(
+    extra_files: Sequence[str] = (),
+    resource_types: Mapping[int, str] | None = None,
+    *,
+    tlv_strict: bool = False,
+) -> ObjectModel:
+    """Return the built-in model with each user file (compact JSON, see module doc) merged over it,
+    the user mapping by resource id over the fallbacks, and the TLV mode."""
     model = default_object_model()
     for path in _as_paths(extra_files):
         model = model.merged(_read_user_file(path))
+    if resource_types or tlv_strict:
+        model = model.with_options(resource_types, tlv_strict=tlv_strict)
     return model
 
 

@@ -240,7 +240,7 @@ def test_tlv_floats_of_4_and_8_bytes(payload, expected):
 def test_tlv_float_of_2_bytes_is_a_decode_error():
     value, error = tlv(bytes.fromhex("E2 16 44 3F C0"), "/3303/0/5700")
     assert value is None
-    assert "float needs 4 or 8 bytes, got 2" in str(error)
+    assert "float needs 4 or 8 bytes or decimal text, got 2 bytes" in str(error)
 
 
 @pytest.mark.parametrize(("byte", "expected"), [("00", False), ("01", True)])
