@@ -1,4 +1,15 @@
-"""The Event: what a handler receives, one per item of a batch (DESIGN.md's contract)."""
+"""The Event: what a handler receives, one per item of a batch (DESIGN.md's contract).
+
+Kinds: the six of the Connect API (`KINDS`), and any other key a batch carries - Device Management's
+API conventions say to expect new ones. An item under an unknown key becomes an Event of that kind,
+the raw item in `extra["item"]` (its `ep` and `path` filled when it has them), delivered to handlers
+registered for all kinds (`ALL_KINDS`, the default of `Router.register`).
+
+Every Event survives ``Event.from_dict(json.loads(json.dumps(event.to_dict())))`` unchanged - dead
+letters and retries store Events as JSON - because what goes in is JSON-safe by construction (see
+`workers.batch`): lone surrogates repaired, no NaN or infinite float, no int JSON cannot print, no
+nesting deeper than `workers.decoding.limits.MAX_DEPTH`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +24,18 @@ KINDS = (
     "registrations-expired",
     "async-responses",
 )
+
+
+
+class AllKinds(frozenset[str]):
+    """The six known kinds, and membership for any kind: what a handler registered for all kinds gets."""
+
+    def __contains__(self, kind: object) -> bool:
+        """Every kind, known or new, is in."""
+        return isinstance(kind, str)
+
+
+ALL_KINDS = AllKinds(KINDS)
 
 
 @dataclass(slots=True)

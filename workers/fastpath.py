@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.paths import normalize_path
 from workers.schemas import int_or_string
 
 _OPTIONAL_TEXT = ("ct", "uid")
@@ -24,7 +25,7 @@ def fast_notification(item: Any) -> dict[str, Any] | None:
     path = item.get("path")
     if type(ep) is not str or type(path) is not str or not path:
         return None
-    out: dict[str, Any] = {"ep": ep, "path": path if path[0] == "/" else "/" + path}
+    out: dict[str, Any] = {"ep": ep, "path": normalize_path(path)}
     for name in _OPTIONAL_TEXT:
         value = item.get(name)
         if value is not None and type(value) is not str:

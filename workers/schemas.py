@@ -16,12 +16,9 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, pre_load
 
+from app.paths import normalize_path
+
 _INT_TEXT = re.compile(r"-?[0-9]+")
-
-
-def normalize_path(path: str) -> str:
-    """Give a path its leading '/'."""
-    return path if path.startswith("/") else "/" + path
 
 
 def int_or_string(value: Any) -> int | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.paths import normalize_path
 from workers.batch import events_from_message, parse_body
 from workers.decoding import ObjectModel, decode_value, default_object_model, shape_values
 from workers.events import Event
@@ -48,9 +49,8 @@ def make_event(
     if payload is not None:
         raw = payload.encode() if isinstance(payload, str) else payload
         fields["payload_b64"] = base64.b64encode(raw).decode()
-    path = fields.get("path")
-    if path is not None and not path.startswith("/"):
-        fields["path"] = "/" + path
+    if fields.get("path") is not None:
+        fields["path"] = normalize_path(fields["path"])
     event = Event(kind=kind, **fields)
     if event.payload_b64 is not None and "value" not in fields:
         decoded, event.decode_error = decode_value(

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import requests
 
 from app.config import ConfigError, Settings
+from app.paths import normalize_path
 from app.errors import (
     DMApiError,
     DMBadRequest,
@@ -137,12 +138,12 @@ def quote_segment(value: str) -> str:
 
 def resource_path(path: str) -> str:
     """A resource path with exactly one leading '/', each segment quoted."""
-    return "/" + quote(path.lstrip("/"), safe="/")
+    return quote(normalize_path(path), safe="/")
 
 
 def normalize_uri(uri: str) -> str:
     """A device-request URI with a leading '/' (query strings such as notification rules kept)."""
-    return uri if uri.startswith("/") else "/" + uri
+    return normalize_path(uri)
 
 
 def to_bytes(payload: bytes | str) -> bytes:

@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.paths import normalize_path
 from workers.decoding import default_object_model, encode_b64, encode_paths
 
 TEXT = "text/plain"
@@ -125,11 +126,6 @@ def covers(sub_path: str, res_path: str) -> bool:
     """True when a subscription or request on `sub_path` includes the resource at `res_path`."""
     base = sub_path.rstrip("/")
     return res_path == base or res_path.startswith(base + "/")
-
-
-def normalize_path(path: str) -> str:
-    """A resource path with exactly one leading slash and no trailing one."""
-    return "/" + path.strip("/")
 
 
 def device_id(rng: random.Random) -> str:

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from app.paths import normalize_path
 from app.simulator import devices as dev
 from app.simulator.channel import Channel
 from app.simulator.config import SimulatorConfig
@@ -348,7 +349,7 @@ class Simulator:
         self, ep: str, path: str, value: Any, ct: str = dev.TEXT, max_age: Any = MAX_AGE
     ) -> str:
         """Emit one notification with a given value (bytes are sent as they are); return its uid."""
-        path = dev.normalize_path(path)
+        path = normalize_path(path)
         with self.lock:
             device = self.device(ep)
             if device is not None and path in device.values and not isinstance(value, bytes | dict):
@@ -372,7 +373,7 @@ class Simulator:
 
     def subscribe(self, ep: str, path: str) -> str | None:
         """Subscribe; None when done (200), else the async id of the later answer (202)."""
-        path = dev.normalize_path(path)
+        path = normalize_path(path)
         with self.lock:
             device, under = self._subscribable(ep, path)
             if not any(res.obs for res in under):
@@ -392,13 +393,13 @@ class Simulator:
         """True when `path` is subscribed on the device."""
         with self.lock:
             device = self.device(ep)
-            return device is not None and dev.normalize_path(path) in device.subscriptions
+            return device is not None and normalize_path(path) in device.subscriptions
 
     def unsubscribe(self, ep: str, path: str) -> bool:
         """Remove one subscription; False when it did not exist."""
         with self.lock:
             device = self.device(ep)
-            path = dev.normalize_path(path)
+            path = normalize_path(path)
             if device is None or path not in device.subscriptions:
                 return False
             device.subscriptions.discard(path)
@@ -462,7 +463,7 @@ class Simulator:
         cache_only: bool = False,
     ) -> tuple[int, Any]:
         """GET/PUT/POST/DELETE /v2/endpoints/{device-id}/{path}: (status, body) of the HTTP answer."""
-        path = dev.normalize_path(path)
+        path = normalize_path(path)
         with self.lock:
             device = self.device(ep)
             if device is None or not device.registered:
@@ -545,7 +546,7 @@ def _parse_device_request(async_id: str, body: Any) -> PendingRequest:
     for name in ("accept", "content-type", "payload-b64"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise BadRequest(f"MALFORMED_JSON_CONTENT: {name} must be a string")
-    path = dev.normalize_path(uri.split("?", 1)[0])
+    path = normalize_path(uri.split("?", 1)[0])
     return PendingRequest(
         async_id, method, path, body.get("accept"), body.get("content-type"), body.get("payload-b64")
     )

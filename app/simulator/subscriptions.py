@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.paths import normalize_path
 from app.simulator.devices import Device
 
 MAX_ENTRIES = 1024
@@ -51,7 +52,7 @@ def pattern_match(pattern: str, value: str) -> bool:
 
 def _path_match(pattern: str, path: str) -> bool:
     """Match a resource-path pattern, tolerating a missing leading slash."""
-    return pattern_match("/" + pattern.lstrip("/"), path)
+    return pattern_match(normalize_path(pattern), path)
 
 
 def presubscribed_paths(presubscriptions: list[dict[str, Any]], device: Device) -> set[str]:

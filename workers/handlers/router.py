@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from workers.events import KINDS, Event
+from app.paths import normalize_path
+from workers.events import ALL_KINDS, KINDS, Event
 
 HandlerFunc = Callable[..., Any]
 
@@ -55,7 +56,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 def _normalise_path_pattern(pattern: str) -> str:
     """Path patterns are written with or without the leading '/'."""
-    return pattern if pattern.startswith("/") else "/" + pattern
+    return normalize_path(pattern)
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class Handler:
 def _kinds(kinds: str | Iterable[str] | None) -> frozenset[str]:
     """Validate the kinds a handler subscribes to."""
     if kinds is None:
-        return frozenset(KINDS)
+        return ALL_KINDS
     chosen = frozenset([kinds] if isinstance(kinds, str) else kinds)
     unknown = chosen - set(KINDS)
     if unknown:
