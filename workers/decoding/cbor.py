@@ -6,9 +6,13 @@ as strings); arrays, sets -> lists; maps -> objects whose non-text keys are rend
 value and then text (datetimes as ISO 8601, decimals, fractions, UUIDs, addresses via str()); other
 tags are unwrapped to their content; undefined -> null; simple values -> their number.
 
-The payload must hold exactly one CBOR item (trailing bytes are an error). Shared references can make
-a small payload expand enormously; expansion beyond a budget proportional to the payload is an error,
-as is a cycle.
+The payload must hold exactly one CBOR item (trailing bytes are an error). Before decoding, the item
+heads are walked without building anything: more than `limits.MAX_NODES` data items, more than
+`limits.MAX_DEPTH` levels, or a length the payload cannot hold is an error, so the decoder never
+allocates for a hostile count. Shared references can make a small payload expand enormously;
+expansion beyond a budget proportional to the payload is an error, as is a cycle. An integer
+(a bignum, tags 2 and 3) of more than `MAX_INT_BITS` bits cannot be represented in JSON everywhere
+the Event goes, and is an error; smaller ones stay integers.
 """
 
 import datetime
@@ -21,15 +25,18 @@ import cbor2
 
 from workers.decoding.b64 import encode_b64
 from workers.decoding.errors import DecodeError
+from workers.decoding.limits import check_cbor_bytes
 from workers.decoding.model import ObjectModel
 from workers.decoding.values import json_float
 
 _BASE_BUDGET = 4096
 _BUDGET_PER_BYTE = 8
+MAX_INT_BITS = 4096  # about 1233 decimal digits, well inside Python's 4300-digit str(int) limit
 
 
 def parse_cbor(raw: bytes, what: str = "CBOR") -> Any:
     """Decode exactly one CBOR item from `raw`; raise DecodeError naming `what` on any problem."""
+    check_cbor_bytes(raw, what)
     stream = io.BytesIO(raw)
     try:
         item = cbor2.CBORDecoder(stream).decode()
@@ -64,7 +71,11 @@ class _Converter:
     def convert(self, item: Any) -> Any:
         """Convert one item."""
         self._spend(1)
-        if item is None or isinstance(item, bool | int):
+        if item is None or isinstance(item, bool):
+            return item
+        if isinstance(item, int):
+            if item.bit_length() > MAX_INT_BITS:
+                raise DecodeError(f"CBOR integer of {item.bit_length()} bits is too large to represent")
             return item
         if isinstance(item, str):
             self._spend(len(item))

@@ -77,7 +77,10 @@ def check_cbor_bytes(raw: bytes, what: str, max_nodes: int = MAX_NODES, max_dept
         major, info = head >> 5, head & 0x1F
         arg, pos = _argument(raw, pos, info)
         if major in (2, 3, 4, 5) and arg > (len(raw) - pos) * (1 if major != 5 else 2):
-            raise DecodeError(f"{what} payload is truncated: a head at byte {pos} declares {arg} items or bytes")
+            raise DecodeError(
+                f"{what} payload is not valid CBOR: truncated, the head before byte {pos} declares "
+                f"{arg} items or bytes, {len(raw) - pos} bytes are left"
+            )
         if major in (2, 3):
             if arg == _INDEFINITE:
                 stack.append(_INDEFINITE)

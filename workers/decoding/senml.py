@@ -9,8 +9,15 @@ with none of these only carries base fields and yields nothing. In CBOR the labe
 integers (-2 = bn, 0 = n, 2 = v, 8 = vd, ...) and vd is a byte string.
 
 LwM2M JSON (LwM2M 1.0 TS 6.4.4): {"bn": "/3/0/", "bt": ..., "e": [{"n": "0", "sv": ...}, ...]}, values
-in v (number), bv (boolean), sv (text; base64 for opaque), ov (object link); the name is bn joined
-to n with a '/' when neither supplies one; a missing bn means the notification path.
+in v (number), bv (boolean), sv (text; base64 for opaque), ov (object link). As in SenML, the name is
+bn + n appended as text, nothing inserted: bn "/3/0/1" + n "1/0" is /3/0/11/0 (Leshan's
+"cut basename in the middle of an id" case), bn "1024/0/" + n "0" is /1024/0/0, bn "/" + n "3/0/0" is
+/3/0/0; an entry without n is bn itself (a time series of one resource). Without bn, a name starting
+with '/' is absolute and any other is relative to the notification path (the old Connector clients
+sent {"e": [{"n": "0", ...}]} on /3/0). An empty "e" is an empty map; a document without "e" an error.
+
+Names that are LwM2M paths are normalised (`app.paths.normalize_path`: one leading '/', no trailing
+one), so the keys of the map are the same spelling as an Event's `path` in every format.
 
 When a name appears more than once (a time series), the value with the latest time (bt + t) wins; on
 equal times the later record wins. Numbers are adjusted to the resource's type from the object model
@@ -20,10 +27,13 @@ boolean resource -> false/true). Malformed records raise DecodeError naming the 
 
 from typing import Any
 
+from app.paths import normalize_path
+
 from workers.decoding.b64 import decode_b64, encode_b64
 from workers.decoding.cbor import parse_cbor, to_json_safe
 from workers.decoding.errors import DecodeError
 from workers.decoding.jsondoc import parse_json
+from workers.decoding.limits import MAX_ENTRIES
 from workers.decoding.model import ObjectModel
 from workers.decoding.paths import resource_key
 from workers.decoding.values import coerce_number, json_float
@@ -62,9 +72,11 @@ class _Results:
     def add(self, name: str, value: Any, time: float) -> None:
         """Record `value` for `name` unless a later-timed value is already there."""
         name = name or self.path
+        key = resource_key(name)
+        if key is not None:
+            name = normalize_path(name)
         if name in self.times and time < self.times[name]:
             return
-        key = resource_key(name)
         if key is not None:
             rdef = self.model.resource_by_key(key)
             value = coerce_number(value, rdef.type if rdef is not None else None)
@@ -124,6 +136,8 @@ def senml_records(records: Any, path: str, model: ObjectModel) -> dict[str, Any]
         records = [records]
     if not isinstance(records, list):
         raise DecodeError("SenML payload must be an array of records")
+    if len(records) > MAX_ENTRIES:
+        raise DecodeError(f"SenML payload has more than {MAX_ENTRIES} records")
     base: dict[str, Any] = {}
     results = _Results(path, model)
     for index, record in enumerate(records):
@@ -162,11 +176,14 @@ def _relabel(record: dict[Any, Any]) -> dict[str, Any]:
 # --- OMA LwM2M JSON --------------------------------------------------------------------------------
 
 
-def _join(base_name: str, name: str) -> str:
-    """Join an LwM2M JSON base name and entry name with exactly the '/' the path needs."""
-    if not base_name or not name or base_name.endswith("/") or name.startswith("/"):
-        return base_name + name
-    return f"{base_name}/{name}"
+def _lwm2m_name(base_name: str | None, name: str, path: str) -> str:
+    """An LwM2M JSON entry's full name: bn + n as text; without bn, n absolute or relative to `path`."""
+    if base_name is None:
+        if name.startswith("/"):
+            return name
+        return path.rstrip("/") + "/" + name if name else path
+    full = base_name + name
+    return full if full.startswith("/") else "/" + full
 
 
 def _lwm2m_value(entry: dict[str, Any], index: int) -> Any:
@@ -190,16 +207,15 @@ def decode_lwm2m_json(raw: bytes, path: str, model: ObjectModel) -> dict[str, An
     doc = parse_json(raw, "LwM2M JSON")
     if not isinstance(doc, dict) or not isinstance(doc.get("e"), list):
         raise DecodeError('LwM2M JSON payload must be an object with an "e" array')
-    default_base = (path if isinstance(path, str) else "").rstrip("/") + "/"
-    base_name = _text(doc.get("bn", default_base), "bn", -1)
+    if len(doc["e"]) > MAX_ENTRIES:
+        raise DecodeError(f"LwM2M JSON payload has more than {MAX_ENTRIES} entries")
+    base_name = _text(doc["bn"], "bn", -1) if "bn" in doc else None
     base_time = _number(doc.get("bt", 0), "bt", -1)
-    if not base_name.startswith("/"):
-        base_name = "/" + base_name
     results = _Results(path, model)
     for index, entry in enumerate(doc["e"]):
         if not isinstance(entry, dict):
             raise DecodeError(f"record {index}: must be an object, got {type(entry).__name__}")
-        name = _join(base_name, _text(entry.get("n", ""), "n", index))
+        name = _lwm2m_name(base_name, _text(entry.get("n", ""), "n", index), path)
         time = base_time + _number(entry.get("t", 0), "t", index)
         results.add(name, _lwm2m_value(entry, index), time)
     return results.values

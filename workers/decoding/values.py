@@ -1,6 +1,7 @@
 """Small value helpers shared by the formats: JSON-safe floats, float32 rendering, raw-bytes rendering."""
 
 import math
+import re
 import struct
 from typing import Any
 
@@ -72,3 +73,38 @@ def coerce_number(value: Any, rtype: str | None) -> Any:
     if rtype == "boolean" and value in (0, 1):
         return bool(value)
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def may_hold_surrogates(json_text: str | bytes) -> bool:
+    """True when JSON text has a \\uD800-\\uDFFF escape, the only way parsed JSON gets a lone surrogate."""
+    if isinstance(json_text, bytes):
+        return _SURROGATE_ESCAPE_BYTES.search(json_text) is not None
+    return _SURROGATE_ESCAPE.search(json_text) is not None
+
+
+def repair_surrogates(doc: Any) -> Any:
+    """Replace lone surrogates (valid JSON escapes, not Unicode: UTF-8 cannot encode them, so Redis,
+    logs and `devicehooks decode` would fail on them) by U+FFFD in every string and key of `doc`.
+    Paired escapes were already joined by the parser."""
+    if isinstance(doc, str):
+        return _SURROGATES.sub("\ufffd", doc)
+    if isinstance(doc, list):
+        return [repair_surrogates(item) for item in doc]
+    if isinstance(doc, dict):
+        return {repair_surrogates(key): repair_surrogates(value) for key, value in doc.items()}
+    return doc
+
+
+def finite_or_text(text: str) -> float | str:
+    """JSON's parse_float: the float, or for a literal beyond float range (1e999) its JSON-safe text."""
+    return json_float(float(text))
+
+
+def constant_text(name: str) -> str:
+    """JSON's parse_constant: the non-standard NaN / Infinity / -Infinity literals kept as their text."""
+    return name
