@@ -13,8 +13,8 @@ from typing import Any
 from app.paths import normalize_path
 from workers.schemas import int_or_string
 
-_OPTIONAL_TEXT = ("ct", "uid")
-_DECLARED = frozenset({"ep", "path", "ct", "payload", "max-age", "uid", "timestamp"})
+_OPTIONAL_TEXT = (("ct", "ct"), ("uid", "uid"), ("original-ep", "original_ep"))
+_DECLARED = frozenset({"ep", "path", "ct", "payload", "max-age", "uid", "timestamp", "original-ep"})
 
 
 def fast_notification(item: Any) -> dict[str, Any] | None:
@@ -26,8 +26,8 @@ def fast_notification(item: Any) -> dict[str, Any] | None:
     if type(ep) is not str or type(path) is not str or not path:
         return None
     out: dict[str, Any] = {"ep": ep, "path": normalize_path(path)}
-    for name in _OPTIONAL_TEXT:
-        value = item.get(name)
+    for key, name in _OPTIONAL_TEXT:
+        value = item.get(key)
         if value is not None and type(value) is not str:
             return None
         out[name] = value

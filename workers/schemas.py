@@ -1,6 +1,8 @@
 """marshmallow schemas of the NotificationMessage and its six item kinds (Connect API v2).
 
-Tolerant of what real senders send: unknown fields are kept (``extra``), ``max-age`` and
+Tolerant of what real senders send: unknown fields are kept (``extra``); ``original-ep`` (the name
+the device registered with, which the Kafka connector's fixtures show on notifications too) is read on
+every kind that carries it; ``max-age`` and
 ``status`` arrive as int or string, paths may lack the leading ``/``, ``uid``/``timestamp``/
 ``original-ep``/``q`` are optional, de-registrations come as device-id strings (or objects with
 ``ep``). Each schema loads one item into the keyword arguments of an :class:`~workers.events.Event`.
@@ -69,10 +71,12 @@ class Path(fields.String):
 
 
 class ItemSchema(Schema):
-    """Base: unknown fields are kept and moved to ``extra``."""
+    """Base: unknown fields are kept and moved to ``extra``; ``original-ep`` read on every kind."""
 
     class Meta:
         unknown = INCLUDE
+
+    original_ep = fields.String(data_key="original-ep", allow_none=True)
 
     @post_load
     def _collect_extra(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -114,7 +118,6 @@ class EndpointSchema(ItemSchema):
     ep = fields.String(required=True)
     ept = fields.String(allow_none=True)
     q = fields.Boolean(allow_none=True)
-    original_ep = fields.String(data_key="original-ep", allow_none=True)
     resources = fields.List(fields.Nested(ResourceSchema), allow_none=True)
     uid = fields.String(allow_none=True)
     timestamp = IntOrText(allow_none=True)

@@ -16,7 +16,9 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan
 values = st.one_of(
     scalars, st.lists(scalars, max_size=2), st.dictionaries(st.text(max_size=3), scalars, max_size=2)
 )
-keys = st.sampled_from(["ep", "path", "ct", "payload", "max-age", "uid", "timestamp", "other", "x"])
+keys = st.sampled_from(
+    ["ep", "path", "ct", "payload", "max-age", "uid", "timestamp", "original-ep", "other", "x"]
+)
 items = st.dictionaries(keys, st.one_of(values, st.from_regex(r"-?[0-9]{1,4}", fullmatch=True)), max_size=8)
 
 

@@ -111,14 +111,19 @@ PATH_MAP_TYPES = frozenset(
 
 
 def shape_values(decoded: Any, ct: str | int | None, path: str) -> tuple[Any, dict[str, Any]]:
-    """(value, values) for handlers: ``values`` always maps path -> typed value; ``value`` is the scalar
-    when the event's path names one entry of that map, else the map itself (or the one decoded value)."""
+    """(value, values) for handlers, the same shape for every content type.
+
+    ``values`` maps full path -> typed value, always a dict: the decoded map of the path-keyed formats
+    (TLV, LwM2M JSON, SenML JSON/CBOR; its keys normalised like Event.path), or one entry
+    {path: decoded value} for every other format; {} when there is no value (no payload, or a
+    decode_error). ``value`` is the scalar whenever the event's path names one resource (or resource
+    instance) present in that map, whatever the content type, so a handler on /3303/0/5700 reads the
+    same 19.05 from a text device and a TLV device; otherwise (an object or instance path, a
+    multiple resource, an empty map) ``value`` is the map itself, or the one decoded value."""
     if decoded is None:
         return None, {}
     if isinstance(decoded, dict) and normalize_ct(ct) in PATH_MAP_TYPES:
-        if path in decoded:
-            return decoded[path], decoded
-        return decoded, decoded
+        return (decoded[path] if path in decoded else decoded), decoded
     return decoded, {path: decoded}
 
 
