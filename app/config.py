@@ -16,6 +16,10 @@ from urllib.parse import urlparse
 DEFAULT_DM_API_URL = "https://api.us-east-1.mbedcloud.com"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 INSECURE_OPT_OUT = "DEVICEHOOKS_INSECURE_NO_AUTH"
+# The LwM2M resource types (workers.decoding.model.RESOURCE_TYPES; a unit test keeps the two equal).
+LWM2M_TYPES = frozenset(
+    {"string", "integer", "unsigned", "float", "boolean", "opaque", "time", "objlnk", "corelnk", "none"}
+)
 
 
 class ConfigError(ValueError):
@@ -41,6 +45,12 @@ class Settings:
     web_concurrency: int = 2
     queue_name: str = "devicehooks"
     object_model_files: tuple[str, ...] = ()
+    resource_types: dict[int, str] = field(
+        default_factory=dict
+    )  # LWM2M_RESOURCE_TYPES: typing by resource id
+    tlv_strict: bool = (
+        False  # LWM2M_TLV_STRICT: TLV as the specification only, no mbed Cloud Client text values
+    )
     allow_http_callback: bool = False
     channel: str = "callback"
     presubscriptions_file: str | None = None
@@ -161,6 +171,24 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _resource_types(env: Mapping[str, str]) -> dict[int, str]:
+    """Parse LWM2M_RESOURCE_TYPES: comma-separated resource-id:type pairs, e.g. '5700:float,27001:integer'."""
+    out: dict[int, str] = {}
+    for entry in _list(env, "LWM2M_RESOURCE_TYPES"):
+        rid, sep, rtype = entry.partition(":")
+        rid, rtype = rid.strip(), rtype.strip().lower()
+        if not sep or not (rid.isascii() and rid.isdigit()) or int(rid) > 65535:
+            raise ConfigError(
+                f"LWM2M_RESOURCE_TYPES entries must be resource-id:type (id 0..65535), e.g. 5700:float; "
+                f"got {entry!r}"
+            )
+        if rtype not in LWM2M_TYPES:
+            names = ", ".join(sorted(LWM2M_TYPES))
+            raise ConfigError(f"LWM2M_RESOURCE_TYPES: type {rtype!r} of resource {rid} is not one of {names}")
+        out[int(rid)] = rtype
+    return out
+
+
 def _channel(env: Mapping[str, str]) -> str:
     """Validate DEVICEHOOKS_CHANNEL."""
     raw = (_get(env, "DEVICEHOOKS_CHANNEL") or "callback").lower()
@@ -201,6 +229,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
         queue_name=_get(env, "DEVICEHOOKS_QUEUE") or "devicehooks",
         object_model_files=_list(env, "LWM2M_OBJECTS"),
+        resource_types=_resource_types(env),
+        tlv_strict=_bool(env, "LWM2M_TLV_STRICT"),
         allow_http_callback=_bool(env, "DEVICEHOOKS_ALLOW_HTTP_CALLBACK"),
         channel=_channel(env),
         presubscriptions_file=_get(env, "PRESUBSCRIPTIONS_FILE"),

@@ -44,7 +44,10 @@ def decode(source: str) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot read {source}: {exc.strerror}") from None
     try:
-        model = load_object_model(_settings().object_model_files)
+        settings = _settings()
+        model = load_object_model(
+            settings.object_model_files, settings.resource_types, tlv_strict=settings.tlv_strict
+        )
         parsed = parse_batch(body, model)
     except (BatchError, ObjectModelError) as exc:
         raise click.ClickException(f"{source}: {exc}") from None

@@ -26,7 +26,6 @@ KINDS = (
 )
 
 
-
 class AllKinds(frozenset[str]):
     """The six known kinds, and membership for any kind: what a handler registered for all kinds gets."""
 

@@ -70,7 +70,9 @@ def build(
     return Runtime(
         settings=settings,
         redis=redis,
-        model=load_object_model(settings.object_model_files),
+        model=load_object_model(
+            settings.object_model_files, settings.resource_types, tlv_strict=settings.tlv_strict
+        ),
         router=router if router is not None else load_router(settings.handlers),
         queue=make_queue(redis, settings.queue_name),
     )

@@ -24,7 +24,6 @@ from urllib.parse import quote
 import requests
 
 from app.config import ConfigError, Settings
-from app.paths import normalize_path
 from app.errors import (
     DMApiError,
     DMBadRequest,
@@ -35,6 +34,7 @@ from app.errors import (
     DMUnauthorized,
     DMUnavailable,
 )
+from app.paths import normalize_path
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,9 @@ class SimulatorConfig:
     lifecycle_interval: float = 10.0  # s between lifecycle events of the whole device population
     pull_timeout: float = 30.0  # s a long poll waits before answering 204
     record_ids: bool = True  # remember every sent event id (sim.sent_event_ids()); off for load runs
-    tlv_style: str = "mbed"  # TLV values as mbed Cloud Client writes them ("mbed") or shortest binary ("spec")
+    tlv_style: str = (
+        "mbed"  # TLV values as mbed Cloud Client writes them ("mbed") or shortest binary ("spec")
+    )
 
     def delay(self, seconds: float) -> float:
         """Scale a simulated delay to wall-clock seconds."""

@@ -7,7 +7,6 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.paths import normalize_path
 from workers.decoding import default_object_model, encode_b64, encode_paths
 
 TEXT = "text/plain"

@@ -123,7 +123,7 @@ def shape_values(decoded: Any, ct: str | int | None, path: str) -> tuple[Any, di
     if decoded is None:
         return None, {}
     if isinstance(decoded, dict) and normalize_ct(ct) in PATH_MAP_TYPES:
-        return (decoded[path] if path in decoded else decoded), decoded
+        return decoded.get(path, decoded), decoded
     return decoded, {path: decoded}
 
 

@@ -201,7 +201,7 @@ def _type_list() -> str:
 
 
 def reusable_resources(model: ObjectModel) -> dict[int, ResourceDef]:
-    """The IPSO reusable resources (5500-5999) whose type is the same in every object of `model` using them."""
+    """The IPSO reusable resources (5500-5999) whose type agrees in every object of `model` using them."""
     seen: dict[int, set[str]] = {}
     named: dict[int, ResourceDef] = {}
     for rdef in model._resources.values():
@@ -213,7 +213,7 @@ def reusable_resources(model: ObjectModel) -> dict[int, ResourceDef]:
 
 @functools.cache
 def default_object_model() -> ObjectModel:
-    """Return the built-in object model (with the reusable-resource fallback), read on first use and cached."""
+    """Return the built-in object model (with the reusable-resource fallback), read once and cached."""
     text = resources.files(__package__).joinpath(BUILTIN_FILE).read_text(encoding="utf-8")
     model = model_from_compact(json.loads(text), BUILTIN_FILE)
     return ObjectModel(model._names, model._resources, reusable_resources(model))

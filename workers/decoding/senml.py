@@ -28,7 +28,6 @@ boolean resource -> false/true). Malformed records raise DecodeError naming the 
 from typing import Any
 
 from app.paths import normalize_path
-
 from workers.decoding.b64 import decode_b64, encode_b64
 from workers.decoding.cbor import parse_cbor, to_json_safe
 from workers.decoding.errors import DecodeError

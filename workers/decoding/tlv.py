@@ -291,7 +291,9 @@ def typed_value(raw: bytes, rdef: ResourceDef | None, where: str, strict: bool =
             return float32_value(raw)
         if len(raw) == 8:
             return json_float(_F64.unpack(raw)[0])
-        raise DecodeError(f"TLV value at {where}: float needs 4 or 8 bytes or decimal text, got {len(raw)} bytes")
+        raise DecodeError(
+            f"TLV value at {where}: float needs 4 or 8 bytes or decimal text, got {len(raw)} bytes"
+        )
     if rtype == "boolean":
         return _boolean(raw, where, strict)
     if rtype in ("string", "corelnk"):

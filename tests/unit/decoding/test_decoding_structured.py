@@ -300,7 +300,8 @@ def test_cbor_truncated_is_a_decode_error():
 
 def test_cbor_shared_references_that_expand_exponentially_are_a_decode_error():
     doubling: list[object] = []
-    for _ in range(14):  # 28 levels with the sharing tags: within limits.MAX_DEPTH, so it is the expansion budget that refuses it
+    # 28 levels with the sharing tags: within limits.MAX_DEPTH, so it is the expansion budget that refuses it
+    for _ in range(14):
         doubling = [doubling, doubling]  # 2**14 leaves once expanded, ~60 bytes with value sharing
     payload = cbor2.dumps(doubling, value_sharing=True)
     assert len(payload) < 500
