@@ -34,9 +34,10 @@ _BUDGET_PER_BYTE = 8
 MAX_INT_BITS = 4096  # about 1233 decimal digits, well inside Python's 4300-digit str(int) limit
 
 
-def parse_cbor(raw: bytes, what: str = "CBOR") -> Any:
-    """Decode exactly one CBOR item from `raw`; raise DecodeError naming `what` on any problem."""
-    check_cbor_bytes(raw, what)
+def parse_cbor(raw: bytes, what: str = "CBOR", max_maps: int | None = None) -> Any:
+    """Decode exactly one CBOR item from `raw` (at most `max_maps` maps when given); raise DecodeError
+    naming `what` on any problem."""
+    check_cbor_bytes(raw, what, max_maps=max_maps)
     stream = io.BytesIO(raw)
     try:
         item = cbor2.CBORDecoder(stream).decode()

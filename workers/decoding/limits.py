@@ -54,14 +54,27 @@ def check_json_bytes(raw: bytes, what: str, max_nodes: int = MAX_NODES) -> None:
         raise DecodeError(f"{what} payload has more than {max_nodes} values")
 
 
+def check_records_bytes(raw: bytes, what: str, max_records: int = MAX_ENTRIES) -> None:
+    """Refuse, before parsing, SenML / LwM2M JSON text that may hold more than `max_records` records:
+    every record is one JSON object, so '{' is counted (braces inside strings count too, never under)."""
+    if len(raw) > max_records and raw.count(b"{") > max_records + 1:
+        raise DecodeError(f"{what} payload has more than {max_records} records")
+
+
 _INDEFINITE = -1
 
 
-def check_cbor_bytes(raw: bytes, what: str, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH) -> None:
-    """Walk CBOR item heads without building anything; raise DecodeError past `max_nodes` data items or
-    `max_depth` levels, or when a head declares more items or bytes than the payload has left (so the
+def check_cbor_bytes(
+    raw: bytes,
+    what: str,
+    max_nodes: int = MAX_NODES,
+    max_depth: int = MAX_DEPTH,
+    max_maps: int | None = None,
+) -> None:
+    """Walk CBOR item heads without building anything; raise DecodeError past `max_nodes` data items,
+    `max_depth` levels or `max_maps` maps (SenML records), or when a head declares more items or bytes than the payload has left (so the
     real decoder never allocates for a length the payload cannot hold)."""
-    pos, nodes = 0, 0
+    pos, nodes, maps = 0, 0, 0
     stack: list[int] = []  # items still expected per open container (-1: indefinite, until 'break')
     while pos < len(raw):
         head = raw[pos]
@@ -75,6 +88,10 @@ def check_cbor_bytes(raw: bytes, what: str, max_nodes: int = MAX_NODES, max_dept
         if nodes > max_nodes:
             raise DecodeError(f"{what} payload has more than {max_nodes} data items")
         major, info = head >> 5, head & 0x1F
+        if major == 5 and max_maps is not None:
+            maps += 1
+            if maps > max_maps:
+                raise DecodeError(f"{what} payload has more than {max_maps} records")
         arg, pos = _argument(raw, pos, info)
         if major in (2, 3, 4, 5) and arg > (len(raw) - pos) * (1 if major != 5 else 2):
             raise DecodeError(

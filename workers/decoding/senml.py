@@ -32,7 +32,7 @@ from workers.decoding.b64 import decode_b64, encode_b64
 from workers.decoding.cbor import parse_cbor, to_json_safe
 from workers.decoding.errors import DecodeError
 from workers.decoding.jsondoc import parse_json
-from workers.decoding.limits import MAX_ENTRIES
+from workers.decoding.limits import MAX_ENTRIES, check_records_bytes
 from workers.decoding.model import ObjectModel
 from workers.decoding.paths import resource_key
 from workers.decoding.values import coerce_number, json_float
@@ -154,12 +154,13 @@ def senml_records(records: Any, path: str, model: ObjectModel) -> dict[str, Any]
 
 def decode_senml_json(raw: bytes, path: str, model: ObjectModel) -> dict[str, Any]:
     """Decode an application/senml+json payload into {name: value}."""
+    check_records_bytes(raw, "SenML JSON")
     return senml_records(parse_json(raw, "SenML JSON"), path, model)
 
 
 def decode_senml_cbor(raw: bytes, path: str, model: ObjectModel) -> dict[str, Any]:
     """Decode an application/senml+cbor payload into {name: value}."""
-    item = parse_cbor(raw, "SenML CBOR")
+    item = parse_cbor(raw, "SenML CBOR", max_maps=MAX_ENTRIES)
     if isinstance(item, list):
         item = [_relabel(rec) if isinstance(rec, dict) else rec for rec in item]
     elif isinstance(item, dict):
@@ -203,6 +204,7 @@ def _lwm2m_value(entry: dict[str, Any], index: int) -> Any:
 
 def decode_lwm2m_json(raw: bytes, path: str, model: ObjectModel) -> dict[str, Any]:
     """Decode an application/vnd.oma.lwm2m+json payload into {path: value}."""
+    check_records_bytes(raw, "LwM2M JSON")
     doc = parse_json(raw, "LwM2M JSON")
     if not isinstance(doc, dict) or not isinstance(doc.get("e"), list):
         raise DecodeError('LwM2M JSON payload must be an object with an "e" array')
