@@ -72,8 +72,8 @@ def check_cbor_bytes(
     max_maps: int | None = None,
 ) -> None:
     """Walk CBOR item heads without building anything; raise DecodeError past `max_nodes` data items,
-    `max_depth` levels or `max_maps` maps (SenML records), or when a head declares more items or bytes than the payload has left (so the
-    real decoder never allocates for a length the payload cannot hold)."""
+    `max_depth` levels or `max_maps` maps (SenML records), or when a head declares more items or bytes
+    than the payload has left (so the real decoder never allocates for a length it cannot hold)."""
     pos, nodes, maps = 0, 0, 0
     stack: list[int] = []  # items still expected per open container (-1: indefinite, until 'break')
     while pos < len(raw):

@@ -67,7 +67,8 @@ def test_tlv_float_that_is_neither_text_nor_4_or_8_bytes_is_a_decode_error():
 def test_strict_tlv_reads_4_text_bytes_as_ieee_and_refuses_other_text():
     value, error = temperature(b"23.5", STRICT)
     assert error is None
-    assert value["/3303/0/5700"] != 23.5 and abs(value["/3303/0/5700"]) < 1e-7  # 0x32332E35 as float32
+    assert value["/3303/0/5700"] != 23.5
+    assert abs(value["/3303/0/5700"]) < 1e-7  # 0x32332E35 read as an IEEE float32
     assert temperature(b"24.611110687", STRICT)[0] is None
 
 
