@@ -21,6 +21,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, pre
 from app.paths import normalize_path
 
 _INT_TEXT = re.compile(r"-?[0-9]+")
+_MAX_INT_DIGITS = 4300  # Python's own limit on int(text); longer is no integer a sender means
 
 
 def int_or_string(value: Any) -> int | None:
@@ -29,7 +30,7 @@ def int_or_string(value: Any) -> int | None:
         return value
     if type(value) is str:
         text = value.strip()
-        if _INT_TEXT.fullmatch(text):
+        if len(text) <= _MAX_INT_DIGITS and _INT_TEXT.fullmatch(text):
             return int(text)
     return None
 
