@@ -12,7 +12,7 @@ from flask import Flask, Response, request
 
 from app import web
 from app.simulator import directory, websocket
-from app.simulator.channel import OK_STATUSES, ChannelConflict, PullBusy
+from app.simulator.channel import OK_STATUSES, ChannelConflict, PullBusy, PullDeleted
 from app.simulator.devices import Device
 from app.simulator.engine import Simulator
 from app.simulator.errors import (
@@ -39,8 +39,10 @@ def _json_response(body: Any, status: int = 200) -> Response:
 
 
 def _empty(status: int) -> Response:
-    """A response without a body."""
-    return Response(status=status)
+    """A response without a body, and so without a Content-Type (not Flask's default text/html)."""
+    response = Response(status=status)
+    del response.headers["Content-Type"]
+    return response
 
 
 def _json_body(required: bool = True) -> Any:
@@ -213,6 +215,8 @@ class SimulatorApi:
             raise _conflict(exc) from None
         except PullBusy as exc:
             raise Conflict(str(exc)) from None
+        except PullDeleted:
+            return Response("CHANNEL_DELETED", status=410, mimetype="text/plain")
         return _empty(204) if batch is None else _json_response(batch)
 
     def delete_pull(self) -> Response:
@@ -249,6 +253,13 @@ class SimulatorApi:
         """GET /v3/devices: the device directory, paged and filtered."""
         return _json_response(directory.list_page(self.sim.directory(), request.args))
 
+    def device(self, device_id: str) -> Response:
+        """GET /v3/devices/{id}: one device-directory entry, or 404."""
+        entry = next((e for e in self.sim.directory() if e["id"] == device_id), None)
+        if entry is None:
+            raise NotFound(f"device {device_id} not found")
+        return _json_response(entry)
+
     # subscriptions --------------------------------------------------------------------------
 
     def get_presubscriptions(self) -> Response:
@@ -274,7 +285,7 @@ class SimulatorApi:
         paths = self.sim.endpoint_subscriptions(device_id)
         if not paths:
             raise NotFound(f"no subscriptions for endpoint {device_id}")
-        return Response("\n".join(paths) + "\n", status=200, mimetype="text/uri-list")
+        return Response("\n".join(paths), status=200, mimetype="text/uri-list")  # no empty last line
 
     def delete_endpoint_subscriptions(self, device_id: str) -> Response:
         """Remove every subscription of a device."""
@@ -385,6 +396,7 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/v2/subscriptions/<device_id>/<path:path>", "get_subscription", ("GET",)),
     ("/v2/subscriptions/<device_id>/<path:path>", "delete_subscription", ("DELETE",)),
     ("/v3/devices", "devices", ("GET",)),
+    ("/v3/devices/<device_id>", "device", ("GET",)),
     ("/stats", "stats", ("GET",)),
     ("/sim/devices", "sim_devices", ("GET",)),
     ("/sim/devices", "sim_add_device", ("POST",)),
@@ -397,6 +409,7 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 def create_app(sim: Simulator) -> Flask:
     """The simulator's Flask app, bound to `sim`."""
     app = Flask("devicehooks.simulator")
+    app.url_map.strict_slashes = False  # '/v3/devices/' (as generated clients write it) is '/v3/devices'
     web.init_app(app)
     api = SimulatorApi(sim)
     app.before_request(api.authenticate)

@@ -51,6 +51,10 @@ class PullBusy(Exception):
     """A long-poll request is already open."""
 
 
+class PullDeleted(Exception):
+    """The long-poll channel was deleted and is not purged yet: Device Management answers 410 CHANNEL_DELETED."""
+
+
 class NoWebsocketChannel(Exception):
     """websocket-connect without a websocket channel registered first."""
 
@@ -104,6 +108,7 @@ class Channel:
         self._failing_since: float | None = None
         self._next_attempt_at = 0.0
         self._generation = 0
+        self._pull_purged_at = 0.0  # monotonic time until which a deleted pull channel answers 410
         self._seq = 0
         self._sent_ids: list[str] = []
         self._stopping = False
@@ -278,18 +283,27 @@ class Channel:
     # long polling ----------------------------------------------------------------------------
 
     def poll(self, timeout: float) -> dict[str, list[Any]] | None:
-        """One long poll: create the pull channel if needed, wait for events, return a batch or None."""
+        """One long poll: create the pull channel if needed, wait for events, return a batch or None.
+
+        After DELETE /v2/notification/pull the channel waits to be purged (`pull_purge_time`): a poll
+        then, and a poll that was waiting when it was deleted, raise PullDeleted (410 CHANNEL_DELETED)
+        instead of recreating it, so a client can register a callback meanwhile (as the spec says)."""
         with self.cond:
             if self.mechanism in (CALLBACK, WEB_SOCKET):
                 raise ChannelConflict(self.mechanism)
             if self.pull_open:
                 raise PullBusy("a long-poll request is already open")
+            if self.mechanism is None and time.monotonic() < self._pull_purged_at:
+                raise PullDeleted()
             self.mechanism, self.pull_open = LONG_POLLING, True
             self.callback_removed = False
+            generation = self._generation
             try:
                 self.cond.wait_for(
                     lambda: self._stopping or self.mechanism != LONG_POLLING or bool(self.queue), timeout
                 )
+                if self._generation != generation and time.monotonic() < self._pull_purged_at:
+                    raise PullDeleted()
                 if self.mechanism != LONG_POLLING or not self.queue:
                     return None
                 batch = self.queue.take(self.config.batch_size)
@@ -306,6 +320,7 @@ class Channel:
             if self.mechanism != LONG_POLLING:
                 return "ALREADY_DELETED"
             self._delete()
+            self._pull_purged_at = time.monotonic() + self.config.delay(self.config.pull_purge_time)
             return "REMOVED"
 
     # state shared by the channel types -------------------------------------------------------

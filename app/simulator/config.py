@@ -33,6 +33,7 @@ class SimulatorConfig:
     awake_time: float = 5.0  # s a queue-mode device stays awake
     lifecycle_interval: float = 10.0  # s between lifecycle events of the whole device population
     pull_timeout: float = 30.0  # s a long poll waits before answering 204
+    pull_purge_time: float = 120.0  # s a deleted pull channel answers polls 410 CHANNEL_DELETED
     record_ids: bool = True  # remember every sent event id (sim.sent_event_ids()); off for load runs
     tlv_style: str = (
         "mbed"  # TLV values as mbed Cloud Client writes them ("mbed") or shortest binary ("spec")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from app.simulator.errors import BadRequest
 
@@ -33,10 +34,23 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def legacy_filter(raw: str) -> dict[str, str]:
+    """The legacy `filter` argument (an encoded query string, 'state=registered&name__neq=x') as
+    `field__op` arguments; a field without an operator means `__eq`."""
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise BadRequest(f"filter must be an encoded query string such as state%3Dregistered, got {raw!r}") from None
+    return {key if "__" in key else f"{key}__eq": value for key, value in pairs}
+
+
 def _filters(args: Mapping[str, str], fields: set[str]) -> list[tuple[str, str, set[str]]]:
-    """Parse `field__op=value` arguments; unknown fields or operators are rejected."""
+    """Parse `field__op=value` arguments (and the legacy `filter`); unknown fields or operators are rejected."""
     parsed = []
-    for key, value in args.items():
+    merged = {k: v for k, v in args.items() if k != "filter"}
+    if "filter" in args:
+        merged.update(legacy_filter(args["filter"]))
+    for key, value in merged.items():
         if key in RESERVED:
             continue
         field, sep, op = key.rpartition("__")
