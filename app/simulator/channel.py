@@ -52,7 +52,7 @@ class PullBusy(Exception):
 
 
 class PullDeleted(Exception):
-    """The long-poll channel was deleted and is not purged yet: Device Management answers 410 CHANNEL_DELETED."""
+    """The long-poll channel was deleted and not purged yet: Device Management answers 410 CHANNEL_DELETED."""
 
 
 class NoWebsocketChannel(Exception):

@@ -40,7 +40,9 @@ def legacy_filter(raw: str) -> dict[str, str]:
     try:
         pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=True)
     except ValueError:
-        raise BadRequest(f"filter must be an encoded query string such as state%3Dregistered, got {raw!r}") from None
+        raise BadRequest(
+            f"filter must be an encoded query string such as state%3Dregistered, got {raw!r}"
+        ) from None
     return {key if "__" in key else f"{key}__eq": value for key, value in pairs}
 
 
