@@ -47,7 +47,7 @@ def legacy_filter(raw: str) -> dict[str, str]:
 
 
 def _filters(args: Mapping[str, str], fields: set[str]) -> list[tuple[str, str, set[str]]]:
-    """Parse `field__op=value` arguments (and the legacy `filter`); unknown fields or operators are rejected."""
+    """Parse `field__op=value` arguments (and the legacy `filter`); reject unknown fields or operators."""
     parsed = []
     merged = {k: v for k, v in args.items() if k != "filter"}
     if "filter" in args:

@@ -188,7 +188,7 @@ def test_every_event_of_any_body_round_trips_through_json(message):
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_literals_in_a_body_become_text(literal):
-    parsed = parse_batch('{"notifications": [{"ep": "a", "path": "/1/0/1", "v": %s}]}' % literal, MODEL)
+    parsed = parse_batch('{"notifications": [{"ep": "a", "path": "/1/0/1", "v": ' + literal + "}]}", MODEL)
     [event] = parsed.events
     value = event.extra["v"]
     assert isinstance(value, str)
