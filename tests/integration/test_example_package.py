@@ -25,7 +25,7 @@ def test_example_package_tests_pass_with_the_testing_kit() -> None:
         env=env_with(EXAMPLE), cwd=EXAMPLE, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "5 passed" in result.stdout
 
 
 def test_installed_entry_point_is_loaded_without_configuration(tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_installed_entry_point_is_loaded_without_configuration(tmp_path: Path) -
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "devicehooks_example.handlers:temperature_alert" in result.stdout
-    assert "path=/3303/*/5700" in result.stdout
+    assert "path=/3303/**" in result.stdout
     assert "devicehooks_example.handlers:track_devices" in result.stdout
 
 

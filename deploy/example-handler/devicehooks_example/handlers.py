@@ -18,11 +18,16 @@ ALERT_ABOVE_CELSIUS = 30.0
 registry: dict[str, str | None] = {}
 
 
-@router.register("notifications", path="/3303/*/5700", attempts=3, timeout=5)
+@router.register("notifications", path="/3303/**", attempts=3, timeout=5)
 def temperature_alert(event: Event) -> None:
-    """Log an alert when a temperature sensor reports more than ALERT_ABOVE_CELSIUS."""
-    if isinstance(event.value, int | float) and event.value > ALERT_ABOVE_CELSIUS:
-        logger.warning("device %s is at %.1f °C", event.ep, event.value)
+    """Log an alert when a temperature sensor reports more than ALERT_ABOVE_CELSIUS.
+
+    Reads ``event.values`` (path -> typed value, for every content type), so a device that notifies
+    /3303/0/5700 as text, one that sends it as TLV, and one that notifies the whole instance /3303/0
+    all raise the alert; filtering on the path /3303/*/5700 alone would miss the last kind."""
+    for path, value in event.values.items():
+        if path.endswith("/5700") and type(value) in (int, float) and value > ALERT_ABOVE_CELSIUS:
+            logger.warning("device %s is at %.1f °C (%s)", event.ep, value, path)
 
 
 @router.register(["registrations", "reg-updates", "de-registrations", "registrations-expired"], batch=True)

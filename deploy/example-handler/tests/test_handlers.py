@@ -17,6 +17,28 @@ def test_hot_sensor_raises_an_alert(caplog: pytest.LogCaptureFixture) -> None:
     assert "dev-1 is at 31.5" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        (
+            "/3303/0/5700",
+            bytes.fromhex("E8 16 44 04") + b"31.5",
+        ),  # one resource, as mbed Cloud Client sends it
+        (
+            "/3303/0",
+            bytes.fromhex("E8 16 44 04") + b"31.5" + bytes.fromhex("E3 16 45") + b"Cel",
+        ),  # the instance
+    ],
+)
+def test_hot_sensor_sending_tlv_raises_the_alert_too(
+    caplog: pytest.LogCaptureFixture, path: str, payload: bytes
+) -> None:
+    event = make_event(ep="dev-2", path=path, ct="application/vnd.oma.lwm2m+tlv", payload=payload)
+    result = run(handlers.router, [event])
+    assert not result.errors
+    assert "dev-2 is at 31.5" in caplog.text
+
+
 def test_normal_reading_and_other_paths_stay_quiet(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     events = [
