@@ -73,3 +73,28 @@ def test_repr_never_shows_secrets() -> None:
     assert "hunter2" not in text
     assert "ak_supersecret" not in text
     assert "p4ssw0rd" not in text
+
+
+def test_resource_types_map_resource_ids_to_lwm2m_types() -> None:
+    settings = config.from_env({"LWM2M_RESOURCE_TYPES": "5700:float, 27001:Integer,1:string"})
+    assert settings.resource_types == {5700: "float", 27001: "integer", 1: "string"}
+    assert config.from_env({}).resource_types == {}
+
+
+@pytest.mark.parametrize("raw", ["5700", "x:float", "70000:float", "5700:decimal", "5700=float"])
+def test_invalid_resource_types_fail_naming_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError, match="LWM2M_RESOURCE_TYPES"):
+        config.from_env({"LWM2M_RESOURCE_TYPES": raw})
+
+
+def test_tlv_strict_is_a_flag() -> None:
+    assert config.from_env({"LWM2M_TLV_STRICT": "1"}).tlv_strict
+    assert not config.from_env({}).tlv_strict
+    with pytest.raises(ConfigError, match="LWM2M_TLV_STRICT"):
+        config.from_env({"LWM2M_TLV_STRICT": "maybe"})
+
+
+def test_config_knows_the_same_lwm2m_types_as_the_object_model() -> None:
+    from workers.decoding.model import RESOURCE_TYPES
+
+    assert config.LWM2M_TYPES == RESOURCE_TYPES

@@ -99,3 +99,24 @@ def test_one_unsubscribed_path_does_not_drop_the_rest_of_the_batch() -> None:
     result = run(router, events)
     assert seen == ["/3303/0/5700", "/3303/1/5700"]
     assert not result.errors
+
+
+def test_handler_for_all_kinds_gets_a_kind_devicehooks_does_not_know_and_others_do_not() -> None:
+    from workers.events import Event
+    from workers.testing import run
+
+    router = Router()
+    seen: list[str] = []
+
+    @router.register()
+    def everything(event: Event) -> None:
+        """All kinds, new ones included."""
+        seen.append(f"all:{event.kind}")
+
+    @router.register(["notifications", "registrations"])
+    def some(event: Event) -> None:
+        """Only the kinds it names."""
+        seen.append(f"some:{event.kind}")
+
+    run(router, [Event(kind="device-events", extra={"item": {}}), Event(kind="notifications")])
+    assert seen == ["all:device-events", "all:notifications", "some:notifications"]
