@@ -24,6 +24,7 @@ import binascii
 from collections.abc import Callable
 from typing import Any
 
+from app.paths import normalize_path
 from workers.decoding.b64 import decode_b64, encode_b64
 from workers.decoding.cbor import decode_cbor
 from workers.decoding.errors import DecodeError
@@ -122,6 +123,7 @@ def shape_values(decoded: Any, ct: str | int | None, path: str) -> tuple[Any, di
     multiple resource, an empty map) ``value`` is the map itself, or the one decoded value."""
     if decoded is None:
         return None, {}
+    path = normalize_path(path) if path else path
     if isinstance(decoded, dict) and normalize_ct(ct) in PATH_MAP_TYPES:
         return decoded.get(path, decoded), decoded
     return decoded, {path: decoded}

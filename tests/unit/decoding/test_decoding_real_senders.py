@@ -225,3 +225,8 @@ def test_senml_and_lwm2m_json_names_are_normalised_like_event_paths():
     value, error = decode_value(senml, "application/senml+json", "/3303/0/5700", MODEL)
     assert (value, error) == ({"/3303/0/5700": 20.5}, None)
     assert shape_values(value, "application/senml+json", "/3303/0/5700")[0] == 20.5
+
+
+def test_shape_values_reads_a_path_written_without_its_leading_slash():
+    assert shape_values({"/3/0/9": 87}, TLV, "3/0/9") == (87, {"/3/0/9": 87})
+    assert shape_values(21.5, "text/plain", "3303/0/5700/") == (21.5, {"/3303/0/5700": 21.5})
