@@ -53,3 +53,12 @@ def test_run_records_calls_and_exceptions() -> None:
     assert len(result.called("bulk")) == 2
     assert [c.handler for c in result.calls].count("bulk") == 1
     assert [str(c.error) for c in result.errors] == ["boom", "boom"]
+
+
+def test_make_event_gives_the_workers_value_shape_for_tlv() -> None:
+    instance = make_event(
+        path="/3303/0", ct="application/vnd.oma.lwm2m+tlv", payload=bytes.fromhex("E4164432332E35")
+    )
+    assert (instance.value, instance.values) == ({"/3303/0/5700": 23.5}, {"/3303/0/5700": 23.5})
+    resource = make_event(path="3303/0/5700", ct="11542", payload=bytes.fromhex("E4164432332E35"))
+    assert (resource.path, resource.value, resource.values) == ("/3303/0/5700", 23.5, {"/3303/0/5700": 23.5})
