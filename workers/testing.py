@@ -9,7 +9,7 @@
 ``make_event`` decodes like the worker, so ``value`` and ``values`` have the worker's shape (``values``:
 path -> typed value for every content type; ``value`` the scalar when the path names one resource):
 
-    tlv = make_event(path="/3303/0", ct="application/vnd.oma.lwm2m+tlv", payload=bytes.fromhex("E4164432332E35"))
+    tlv = make_event(path="/3303/0", ct="11542", payload=bytes.fromhex("E4164432332E35"))
     assert tlv.values == {"/3303/0/5700": 23.5}
 
 No Redis, no threads, no retries: each matching handler is called in registration order, with
