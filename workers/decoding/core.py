@@ -123,10 +123,11 @@ def shape_values(decoded: Any, ct: str | int | None, path: str) -> tuple[Any, di
     multiple resource, an empty map) ``value`` is the map itself, or the one decoded value."""
     if decoded is None:
         return None, {}
-    path = normalize_path(path) if path else path
     if isinstance(decoded, dict) and normalize_ct(ct) in PATH_MAP_TYPES:
+        if path not in decoded and path:
+            path = normalize_path(path)
         return decoded.get(path, decoded), decoded
-    return decoded, {path: decoded}
+    return decoded, {normalize_path(path) if path else path: decoded}
 
 
 def decode_value(
