@@ -181,9 +181,8 @@ def _lwm2m_name(base_name: str | None, name: str, path: str) -> str:
     if base_name is None:
         if name.startswith("/"):
             return name
-        return path.rstrip("/") + "/" + name if name else path
-    full = base_name + name
-    return full if full.startswith("/") else "/" + full
+        return normalize_path(f"{path}/{name}") if name else path
+    return normalize_path(base_name + name)
 
 
 def _lwm2m_value(entry: dict[str, Any], index: int) -> Any:
