@@ -132,3 +132,17 @@ def test_request_that_never_answers_times_out_to_its_named_handler(
     assert seen["status"] == 504
     assert seen["error"] == "TIMEOUT"
     assert tracker.wait(async_id, timeout=1).state == "timeout"
+
+
+def test_tlv_notifications_as_mbed_cloud_client_sends_them_reach_handlers_as_the_scalar(
+    sim: SimulatorServer, product: tuple[Redis, DMClient, AsyncTracker]
+) -> None:
+    redis, _, _ = product
+    device = sim.sim.directory()[0]["id"]
+    readings = [23.5, 21.5, 24.611110687, -7.0]  # text floats in TLV: 4 bytes, 4 bytes, 12 bytes, 4 bytes
+    uids = [
+        sim.sim.inject_notification(device, "/3303/0/5700", v, ct="application/vnd.oma.lwm2m+tlv")
+        for v in readings
+    ]
+    received = {r["uid"]: r["value"] for r in take(redis, "healthy", len(readings))}
+    assert [received[uid] for uid in uids] == readings
