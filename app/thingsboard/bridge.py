@@ -200,9 +200,8 @@ class Bridge:
         except rpc.RpcError as exc:
             answer = rpc.error_reply(request.device, request.id, exc.status, str(exc))
         except DMApiError as exc:
-            answer = rpc.error_reply(
-                request.device, request.id, exc.status, f"{exc.error_type}: {exc.message}"
-            )
+            status = exc.status or 502
+            answer = rpc.error_reply(request.device, request.id, status, f"{exc.error_type}: {exc.message}")
         except (RedisError, OSError) as exc:
             answer = rpc.error_reply(request.device, request.id, 503, f"{type(exc).__name__}: {exc}")
         self._send_reply(answer)
