@@ -191,7 +191,9 @@ class FakeThingsBoard:
     def rpc(self, device: str, method: str, params: Any, timeout: float = 15) -> dict[str, Any]:
         """Send an RPC and wait for its reply; return the reply's ``data``."""
         rpc_id = self.send_rpc(device, method, params)
-        replies = wait_until(lambda: self.seen.replies.get(rpc_id), timeout=timeout, what=f"reply to RPC {rpc_id}")
+        replies = wait_until(
+            lambda: self.seen.replies.get(rpc_id), timeout=timeout, what=f"reply to RPC {rpc_id}"
+        )
         assert replies[0]["device"] == device
         data: dict[str, Any] = replies[0]["data"]
         return data

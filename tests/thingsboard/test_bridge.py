@@ -62,7 +62,9 @@ def test_broker_restart_mid_run_loses_nothing_and_connect_is_sent_again(
     redis: Redis, redis_url: str, mosquitto: Mosquitto, fake_tb: FakeThingsBoard, tmp_path: Path
 ) -> None:
     with running_bridge(bridge_env(redis_url, mosquitto.port), tmp_path / "bridge.log"):
-        stream.append(redis, [registration("dev-1"), *(reading("dev-1", i, 1000 + i) for i in range(100))], 10_000)
+        stream.append(
+            redis, [registration("dev-1"), *(reading("dev-1", i, 1000 + i) for i in range(100))], 10_000
+        )
         wait_until(lambda: len(fake_tb.values("dev-1", "3303/0/5700")) == 100, timeout=20, what="first 100")
         mosquitto.stop()
         stream.append(redis, [reading("dev-1", 100 + i, 2000 + i) for i in range(300)], 10_000)
@@ -85,7 +87,9 @@ def test_a_restarted_bridge_resumes_where_it_stopped(
     log = tmp_path / "bridge.log"
     stream.append(redis, [registration("dev-1"), reading("dev-1", 1.0, 1000)], 100)
     with running_bridge(env, log):
-        wait_until(lambda: fake_tb.values("dev-1", "3303/0/5700") == [1.0], timeout=20, what="the first value")
+        wait_until(
+            lambda: fake_tb.values("dev-1", "3303/0/5700") == [1.0], timeout=20, what="the first value"
+        )
     stream.append(redis, [reading("dev-1", 2.0 + i, 2000 + i) for i in range(50)], 100)  # while it is down
     proc = start_bridge(env, log)
     try:
@@ -116,7 +120,12 @@ def test_check_reports_what_it_reaches_and_fails_when_thingsboard_is_unreachable
 ) -> None:
     command = [sys.executable, "-m", "app", "thingsboard", "--check"]
     good = subprocess.run(
-        command, env=bridge_env(redis_url, mosquitto.port), cwd=ROOT, capture_output=True, text=True, timeout=60
+        command,
+        env=bridge_env(redis_url, mosquitto.port),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert good.returncode == 0, good.stdout + good.stderr
     assert "redis: ok" in good.stdout and "thingsboard: ok" in good.stdout

@@ -50,14 +50,20 @@ def test_registration_becomes_connect_with_its_type_then_attributes() -> None:
     fragments = fragments_of(by("registrations"), OPTIONS, RECEIVED)
     assert messages_of(fragments) == [
         (CONNECT, {"device": "dev-a", "type": "Sensor"}),
-        (ATTRIBUTES, {"dev-a": {"ep": "dev-a", "ept": "Sensor", "resources": ["/3303/0/5700", "/3311/0/5850"]}}),
+        (
+            ATTRIBUTES,
+            {"dev-a": {"ep": "dev-a", "ept": "Sensor", "resources": ["/3303/0/5700", "/3311/0/5850"]}},
+        ),
     ]
 
 
 def test_tlv_notification_gives_several_keys_in_one_values_with_the_event_timestamp() -> None:
     fragments = fragments_of(by("notifications", "/3303/0"), OPTIONS, RECEIVED)
     assert messages_of(fragments) == [
-        (TELEMETRY, {"dev-a": [{"ts": 1_764_619_200_000, "values": {"3303/0/5700": 21.5, "3303/0/5701": "Cel"}}]})
+        (
+            TELEMETRY,
+            {"dev-a": [{"ts": 1_764_619_200_000, "values": {"3303/0/5700": 21.5, "3303/0/5701": "Cel"}}]},
+        )
     ]
 
 

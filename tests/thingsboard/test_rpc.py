@@ -87,5 +87,7 @@ def test_replies_carry_the_value_or_the_error() -> None:
     assert reply(request, result()) == {"device": "d", "id": 7, "data": {"status": 200, "value": 21.5}}
     failed = reply(request, result(status=404, value=None, error="NOT_FOUND"))
     assert failed == {"device": "d", "id": 7, "data": {"status": 404, "error": "NOT_FOUND"}}
-    pending = reply(request, result(status=None, value=None, error="TIMEOUT: no async-response", state="pending"))
+    pending = reply(
+        request, result(status=None, value=None, error="TIMEOUT: no async-response", state="pending")
+    )
     assert pending["data"]["status"] == 504

@@ -22,7 +22,9 @@ from workers.handlers.thingsboard import NAME, readable_key, to_stream
 
 def fragments(n: int) -> list[list[dict[str, object]]]:
     """n one-fragment events."""
-    return [[{"op": "telemetry", "device": "d", "entry": {"ts": i + 1, "values": {"k": i}}}] for i in range(n)]
+    return [
+        [{"op": "telemetry", "device": "d", "entry": {"ts": i + 1, "values": {"k": i}}}] for i in range(n)
+    ]
 
 
 def test_append_stops_at_the_cap_and_counts_what_it_dropped(redis: Redis) -> None:
