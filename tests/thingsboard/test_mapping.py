@@ -126,8 +126,9 @@ def test_name_template_needing_an_unknown_ept_is_refused_and_type_falls_back_to_
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(1_764_619_200, 1_764_619_200_000), (1_764_619_200_123, 1_764_619_200_123), ("1764619200", 1_764_619_200_000),
-     ("2026-12-01T20:00:00Z", 1_796_155_200_000), ("not a time", RECEIVED), ("2026-12-01T20:00:00", RECEIVED),
+    [(1_764_619_200, 1_764_619_200_000), (1_764_619_200_123, 1_764_619_200_123),
+     ("1764619200", 1_764_619_200_000), ("2026-12-01T20:00:00Z", 1_796_155_200_000),
+     ("not a time", RECEIVED), ("2026-12-01T20:00:00", RECEIVED),
      (None, RECEIVED), (True, RECEIVED), (-5, RECEIVED)],
 )  # fmt: skip
 def test_timestamps_in_seconds_milliseconds_or_rfc3339(value: Any, expected: int) -> None:
@@ -139,7 +140,8 @@ def test_many_devices_of_one_batch_share_one_telemetry_and_one_attributes_messag
     topics = [topic for topic, _ in messages_of(fragments)]
     assert topics.count(TELEMETRY) == 1
     assert topics.count(ATTRIBUTES) == 1
-    assert topics.count(CONNECT) == 2 and topics.count(DISCONNECT) == 2
+    assert topics.count(CONNECT) == 2
+    assert topics.count(DISCONNECT) == 2
     telemetry = dict(messages_of(fragments))[TELEMETRY]
     assert [len(telemetry[d]) for d in ("dev-a", "dev-b")] == [3, 1]
 
