@@ -32,7 +32,7 @@ from app.thingsboard.mapping import ATTRIBUTES, CONNECT, RPC, MappingError, Mess
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 500
+CHUNK = 2000
 BLOCK_MS = 500
 PUBACK_TIMEOUT = 30.0
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
@@ -101,7 +101,10 @@ class Bridge:
     def resend_connects(self) -> None:
         """``connect`` again for every device whose last lifecycle event was a (re-)registration."""
         live = stream.live_devices(self.redis)
-        messages = [Message(CONNECT, encode({"device": name, "type": kind})) for name, kind in live]
+        bodies = [{"device": name, "type": kind} for name, kind in live]
+        messages = [Message(CONNECT, encode(body), 1, body) for body in bodies]
+        for message in messages:
+            validate(message.topic, message.body, self.max_payload, len(message.payload))
         for start in range(0, len(messages), CHUNK):
             self._publish_all(messages[start : start + CHUNK])
         if live:
@@ -139,7 +142,7 @@ class Bridge:
         """Group the entries' fragments and validate every message."""
         messages = group([f for e in entries for f in e.fragments or ()], self.max_payload)
         for message in messages:
-            validate(message.topic, json.loads(message.payload), self.max_payload, len(message.payload))
+            validate(message.topic, message.body, self.max_payload, len(message.payload))
         return messages
 
     def deliver(self, entries: list[stream.Entry]) -> None:

@@ -70,11 +70,12 @@ class Options:
 
 @dataclass(frozen=True)
 class Message:
-    """One gateway publish: topic, JSON payload bytes, and how many fragments it carries."""
+    """One gateway publish: topic, JSON payload bytes, how many fragments it carries, the payload object."""
 
     topic: str
     payload: bytes
     fragments: int = 1
+    body: Any = field(default=None, compare=False, repr=False)
 
 
 def encode(obj: Any) -> bytes:
@@ -211,9 +212,21 @@ def fragments_of(
     else:
         found = [{"op": "disconnect", "device": name, "ep": event["ep"]}]
     for fragment in found:
-        for message in group([fragment], options.max_payload):
-            validate(message.topic, json.loads(message.payload), options.max_payload, len(message.payload))
+        topic, payload = _alone(fragment)
+        validate(topic, payload, options.max_payload, len(encode(payload)))
     return found
+
+
+def _alone(fragment: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The message one fragment would be on its own (what its validation checks)."""
+    op, device = fragment["op"], fragment["device"]
+    if op == "telemetry":
+        return TELEMETRY, {device: [fragment["entry"]]}
+    if op == "attributes":
+        return ATTRIBUTES, {device: fragment["values"]}
+    if op == "connect":
+        return CONNECT, {"device": device, "type": fragment["type"]}
+    return DISCONNECT, {"device": device}
 
 
 @dataclass
@@ -236,7 +249,7 @@ def _packed(topic: str, items: list[tuple[str, Any]], max_payload: int, as_list:
         new_device = len(encode(device)) + 2 + (2 if as_list else 0)  # "name": [ ] and a comma
         grows = item_size + (new_device if device not in current else 0)
         if current and 2 + size + grows > max_payload:
-            messages.append(Message(topic, encode(current), count))
+            messages.append(Message(topic, encode(current), count, current))
             current, size, count = {}, 0, 0
             grows = item_size + new_device
         if as_list:
@@ -246,7 +259,7 @@ def _packed(topic: str, items: list[tuple[str, Any]], max_payload: int, as_list:
         size += grows
         count += 1
     if current:
-        messages.append(Message(topic, encode(current), count))
+        messages.append(Message(topic, encode(current), count, current))
     return messages
 
 
@@ -274,7 +287,9 @@ def group(fragments: list[dict[str, Any]], max_payload: int) -> list[Message]:
                 messages += _flush(segment, max_payload)
                 segment = _Segment()
             body = {"device": device, "type": fragment.get("type")} if op == "connect" else {"device": device}
-            segment.lifecycle.append(Message(CONNECT if op == "connect" else DISCONNECT, encode(body)))
+            segment.lifecycle.append(
+                Message(CONNECT if op == "connect" else DISCONNECT, encode(body), 1, body)
+            )
         elif op == "telemetry":
             segment.telemetry.append((device, fragment.get("entry") or {}))
             segment.devices.add(device)
