@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from app.redis_server import free_port
 from app.thingsboard import stream
@@ -97,6 +99,57 @@ def test_a_restarted_bridge_resumes_where_it_stopped(
     finally:
         assert stop(proc) == 0
     assert fake_tb.values("dev-1", "3303/0/5700") == [1.0, *(2.0 + i for i in range(50))]
+
+
+def test_entries_read_but_never_pubacked_go_out_after_a_kill_and_restart(
+    redis: Redis, redis_url: str, mosquitto: Mosquitto, fake_tb: FakeThingsBoard, tmp_path: Path
+) -> None:
+    env = bridge_env(redis_url, mosquitto.port)
+    log = tmp_path / "bridge.log"
+    proc = start_bridge(env, log)
+    try:
+        stream.append(redis, [registration("dev-1")], 100)
+        wait_until(lambda: stream.live_devices(redis), timeout=20, what="dev-1 connected")
+        assert mosquitto.process is not None
+        mosquitto.process.send_signal(signal.SIGSTOP)  # the broker stops answering: no PUBACK
+        stream.append(redis, [reading("dev-1", float(i), 1000 + i) for i in range(20)], 100)
+        wait_until(lambda: pending(redis) == 20, timeout=20, what="the bridge to read and publish")
+        proc.kill()  # SIGKILL between publish and PUBACK
+        proc.wait()
+    finally:
+        mosquitto.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        stop(proc)
+    with running_bridge(env, log):
+        wait_until(lambda: backlog(redis) == 0, timeout=30, what="the restarted bridge to deliver")
+        wait_until(lambda: len(fake_tb.values("dev-1", "3303/0/5700")) >= 20, timeout=20, what="all 20")
+    assert sorted(set(fake_tb.values("dev-1", "3303/0/5700"))) == [float(i) for i in range(20)]
+    assert fake_tb.seen.violations == []
+
+
+def pending(redis: Redis) -> int:
+    """Entries the bridge read but has not acknowledged."""
+    try:
+        return int(redis.xpending(stream.STREAM, stream.GROUP)["pending"])
+    except ResponseError:  # the group does not exist yet
+        return 0
+
+
+def test_an_unreadable_entry_is_counted_and_skipped_and_the_rest_delivered(
+    redis: Redis, redis_url: str, mosquitto: Mosquitto, fake_tb: FakeThingsBoard, tmp_path: Path
+) -> None:
+    stream.append(redis, [registration("dev-1")], 100)
+    redis.xadd(stream.STREAM, {"f": "{not json"})
+    redis.xadd(
+        stream.STREAM, {"f": '[{"op": "telemetry", "device": "dev-1", "entry": {"ts": 1, "values": {}}}]'}
+    )
+    stream.append(redis, [reading("dev-1", 5.0, 5000)], 100)
+    with running_bridge(bridge_env(redis_url, mosquitto.port), tmp_path / "bridge.log"):
+        wait_until(lambda: backlog(redis) == 0, timeout=20, what="the stream to drain")
+        wait_until(
+            lambda: fake_tb.values("dev-1", "3303/0/5700") == [5.0], timeout=20, what="the good reading"
+        )
+    assert stream.status(redis)["invalid"] == 2
+    assert fake_tb.seen.violations == []
 
 
 def test_rpcs_that_cannot_be_sent_get_an_error_reply_never_silence(
