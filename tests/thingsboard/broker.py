@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -19,16 +20,35 @@ def find_mosquitto() -> str:
     raise RuntimeError("mosquitto not found: tests/run installs it with apt-get")
 
 
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key), with openssl."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+            "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+            "-out", "server.csr")  # fmt: skip
+    (directory / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.cnf", "-out", "server.pem")  # fmt: skip
+    return directory / "ca.pem", directory / "server.pem", directory / "server.key"
+
+
 class Mosquitto:
     """One broker process; stop() and start() keep its port and its persisted sessions."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, tls: tuple[Path, Path] | None = None) -> None:
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.config = directory / "mosquitto.conf"
+        certificates = f"certfile {tls[0]}\nkeyfile {tls[1]}\n" if tls else ""
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            f"{certificates}"
+            f"user {getpass.getuser()}\n"  # as root, mosquitto switches to a user who cannot read tmp_path
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {directory}/\n"

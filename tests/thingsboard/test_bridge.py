@@ -16,7 +16,7 @@ from app.redis_server import free_port
 from app.thingsboard import stream
 from app.thingsboard.mapping import Options, fragments_of
 from tests.support import stop, wait_until
-from tests.thingsboard.broker import Mosquitto
+from tests.thingsboard.broker import Mosquitto, make_certificates
 from tests.thingsboard.conftest import ROOT, bridge_env, running_bridge, start_bridge
 from tests.thingsboard.fake import FakeThingsBoard
 from tests.thingsboard.test_mapping import RECEIVED, events
@@ -192,3 +192,24 @@ def test_check_reports_what_it_reaches_and_fails_when_thingsboard_is_unreachable
     )
     assert bad.returncode == 1
     assert "thingsboard: FAILED" in bad.stdout
+
+
+def test_check_over_tls_verifies_the_server_certificate(redis_url: str, tmp_path: Path) -> None:
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "broker").mkdir()
+    ca, cert, key = make_certificates(tmp_path / "ours")
+    other_ca, _, _ = make_certificates(tmp_path / "other")
+    broker = Mosquitto(tmp_path / "broker", tls=(cert, key)).start()
+    command = [sys.executable, "-m", "app", "thingsboard", "--check"]
+    try:
+        for ca_file, code, text in (
+            (ca, 0, "thingsboard: ok (127.0.0.1"),
+            (other_ca, 1, "thingsboard: FAILED"),
+        ):
+            env = bridge_env(redis_url, broker.port, THINGSBOARD_TLS="1", THINGSBOARD_CA_FILE=str(ca_file))
+            result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+            assert result.returncode == code, result.stdout + result.stderr
+            assert text in result.stdout
+    finally:
+        broker.stop()
