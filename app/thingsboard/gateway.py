@@ -77,8 +77,9 @@ class Gateway:
         """The connection is gone: waits fail fast."""
         if self._up:
             logger.warning("thingsboard: connection to %s lost (%s)", self.where, rc)
+        if self._up or not self._connack.is_set():  # a refused CONNACK keeps its reason
+            self._reason = f"disconnected: {rc}"
         self._up = False
-        self._reason = f"disconnected: {rc}"
         self._connack.set()
 
     def _on_subscribe(

@@ -39,7 +39,7 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 class Mosquitto:
     """One broker process; stop() and start() keep its port and its persisted sessions."""
 
-    def __init__(self, directory: Path, tls: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, directory: Path, tls: tuple[Path, Path] | None = None, anonymous: bool = True) -> None:
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -49,7 +49,7 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1\n"
             f"{certificates}"
             f"user {getpass.getuser()}\n"  # as root, mosquitto switches to a user who cannot read tmp_path
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if anonymous else 'false'}\n"  # false, no password file: all refused
             "persistence true\n"
             f"persistence_location {directory}/\n"
             "max_inflight_messages 0\n"

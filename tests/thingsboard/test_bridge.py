@@ -213,3 +213,16 @@ def test_check_over_tls_verifies_the_server_certificate(redis_url: str, tmp_path
             assert text in result.stdout
     finally:
         broker.stop()
+
+
+def test_check_fails_when_thingsboard_refuses_the_token(redis_url: str, tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path, anonymous=False).start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "thingsboard", "--check"], env=bridge_env(redis_url, broker.port),
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        broker.stop()
+    assert result.returncode == 1
+    assert "refused the gateway connection: Not authorized" in result.stdout

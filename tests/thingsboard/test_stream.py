@@ -113,3 +113,18 @@ def test_readable_keys_come_from_the_object_model() -> None:
     assert readable_key(model, "/3/0/11/2") == "device_0_error_code_2"
     assert readable_key(model, "/32769/0/1") is None
     assert readable_key(model, "/3303") is None
+
+
+def test_names_mode_keys_telemetry_by_readable_resource_names(
+    redis: Redis, installed: runtime.Runtime, settings: Settings
+) -> None:
+    named = installed.settings.with_overrides(thingsboard_keys="names")
+    runtime.install(runtime.build(named, redis=redis))
+    tlv = next(e for e in sample_events() if e.path == "/3303/0")
+    assert to_stream([tlv])["added"] == 1
+    ((_, fields),) = redis.xrange(stream.STREAM)
+    (fragment,) = json.loads(fields[b"f"])
+    assert fragment["entry"]["values"] == {
+        "temperature_0_sensor_value": 21.5,
+        "temperature_0_sensor_units": "Cel",
+    }
