@@ -62,11 +62,13 @@ def worker(burst: bool, name: str | None) -> None:
 def _add_commands() -> None:
     """Commands that live with their subsystems: workers (decode, handlers, failed, rejections), app.dm."""
     from app.dm.cli import add_commands
+    from app.thingsboard.cli import thingsboard
     from workers.cli import COMMANDS
 
     for command in COMMANDS:
         main.add_command(command)
     add_commands(main)
+    main.add_command(thingsboard)
 
 
 _add_commands()

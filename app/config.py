@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +21,9 @@ INSECURE_OPT_OUT = "DEVICEHOOKS_INSECURE_NO_AUTH"
 LWM2M_TYPES = frozenset(
     {"string", "integer", "unsigned", "float", "boolean", "opaque", "time", "objlnk", "corelnk", "none"}
 )
+DEFAULT_THINGSBOARD_BACKLOG_MAX = 100_000
+DEFAULT_THINGSBOARD_MAX_PAYLOAD = 65_536  # ThingsBoard's NETTY_MAX_PAYLOAD_SIZE default; bigger -> disconnect
+THINGSBOARD_TEMPLATE_FIELDS = ("ep", "ept", "original_ep")
 
 
 class ConfigError(ValueError):
@@ -56,6 +60,18 @@ class Settings:
     presubscriptions_file: str | None = None
     log_level: str = "INFO"
     callback_check_minutes: int = 10  # app.dm.registration: how often the callback registration is checked
+    # ThingsBoard bridge (app.thingsboard): on when thingsboard_host is set.
+    thingsboard_host: str | None = None
+    thingsboard_port: int = 1883
+    thingsboard_token: str | None = None
+    thingsboard_tls: bool = False
+    thingsboard_ca_file: str | None = None
+    thingsboard_device_name: str = "{ep}"
+    thingsboard_device_type: str = "{ept}"
+    thingsboard_keys: str = "paths"
+    thingsboard_rpc_timeout: float = 9.0
+    thingsboard_backlog_max: int = DEFAULT_THINGSBOARD_BACKLOG_MAX
+    thingsboard_max_payload: int = DEFAULT_THINGSBOARD_MAX_PAYLOAD
 
     def __repr__(self) -> str:
         """Show the settings without any secret."""
@@ -63,7 +79,9 @@ class Settings:
             f"Settings(redis_url={_redact_url(self.redis_url)!r}, callback_path={self.callback_path!r}, "
             f"callback_url={self.callback_url!r}, callback_headers={sorted(self.callback_headers)!r}, "
             f"dm_api_url={self.dm_api_url!r}, dm_api_key={'set' if self.dm_api_key else 'unset'}, "
-            f"handlers={self.handlers!r}, queue_name={self.queue_name!r})"
+            f"handlers={self.handlers!r}, queue_name={self.queue_name!r}, "
+            f"thingsboard_host={self.thingsboard_host!r}, "
+            f"thingsboard_token={'set' if self.thingsboard_token else 'unset'})"
         )
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -205,6 +223,67 @@ def _log_level(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _template(env: Mapping[str, str], name: str, default: str) -> str:
+    """Validate a device name/type template: only {ep}, {ept} and {original_ep} placeholders."""
+    raw = _get(env, name) or default
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(raw) if f is not None}
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid template ({exc}): {raw!r}") from None
+    unknown = sorted(fields - set(THINGSBOARD_TEMPLATE_FIELDS))
+    if unknown:
+        allowed = ", ".join("{" + f + "}" for f in THINGSBOARD_TEMPLATE_FIELDS)
+        raise ConfigError(f"{name} may only use {allowed}, got {raw!r}")
+    return raw
+
+
+def _thingsboard(env: Mapping[str, str]) -> dict[str, Any]:
+    """The THINGSBOARD_* settings; a host without a token (or a bad value) fails naming the variable."""
+    host = _get(env, "THINGSBOARD_HOST")
+    tls = _bool(env, "THINGSBOARD_TLS")
+    ca_file = _get(env, "THINGSBOARD_CA_FILE")
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise ConfigError(f"THINGSBOARD_CA_FILE: no such file {ca_file!r}")
+    token = _get(env, "THINGSBOARD_TOKEN")
+    if host is not None and token is None:
+        raise ConfigError("THINGSBOARD_TOKEN is not set: set it to the gateway device's access token")
+    keys = (_get(env, "THINGSBOARD_KEYS") or "paths").lower()
+    if keys not in ("paths", "names"):
+        raise ConfigError(f"THINGSBOARD_KEYS must be paths or names, got {keys!r}")
+    port = _int(env, "THINGSBOARD_PORT", 8883 if tls else 1883)
+    if port > 65535:
+        raise ConfigError(f"THINGSBOARD_PORT must be at most 65535, got {port}")
+    return {
+        "thingsboard_host": host,
+        "thingsboard_port": port,
+        "thingsboard_token": token,
+        "thingsboard_tls": tls,
+        "thingsboard_ca_file": ca_file,
+        "thingsboard_device_name": _template(env, "THINGSBOARD_DEVICE_NAME", "{ep}"),
+        "thingsboard_device_type": _template(env, "THINGSBOARD_DEVICE_TYPE", "{ept}"),
+        "thingsboard_keys": keys,
+        "thingsboard_rpc_timeout": _seconds(env, "THINGSBOARD_RPC_TIMEOUT", 9.0),
+        "thingsboard_backlog_max": _int(env, "THINGSBOARD_BACKLOG_MAX", DEFAULT_THINGSBOARD_BACKLOG_MAX),
+        "thingsboard_max_payload": _int(
+            env, "THINGSBOARD_MAX_PAYLOAD", DEFAULT_THINGSBOARD_MAX_PAYLOAD, minimum=1024
+        ),
+    }
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """Parse a positive number of seconds."""
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from the environment."""
     env = os.environ if env is None else env
@@ -236,6 +315,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         presubscriptions_file=_get(env, "PRESUBSCRIPTIONS_FILE"),
         log_level=_log_level(env),
         callback_check_minutes=_int(env, "CALLBACK_CHECK_MINUTES", 10),
+        **_thingsboard(env),
     )
     return settings
 

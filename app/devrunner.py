@@ -108,6 +108,8 @@ class DevRunner:
             self.spawn("simulator", self.simulator.command())
             self.wait_http(self.simulator.url + "/stats")
         self.spawn("worker", [python, "-m", "app", "worker"])
+        if settings.thingsboard_host:
+            self.spawn("thingsboard", [python, "-m", "app", "thingsboard"])
         self.spawn(
             "web", [python, "-m", "gunicorn", "--config", "python:app.gunicorn_config", "app:create_app()"]
         )

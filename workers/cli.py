@@ -68,7 +68,8 @@ def handlers(as_json: bool) -> None:
     from workers.handlers.discovery import HandlerLoadError, load_router
 
     try:
-        router = load_router(_settings().handlers)
+        settings = _settings()
+        router = load_router(settings.handlers, settings=settings)
     except HandlerLoadError as exc:
         raise click.ClickException(str(exc)) from None
     rows = [handler.describe() for handler in router.handlers]

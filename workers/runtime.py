@@ -73,7 +73,7 @@ def build(
         model=load_object_model(
             settings.object_model_files, settings.resource_types, tlv_strict=settings.tlv_strict
         ),
-        router=router if router is not None else load_router(settings.handlers),
+        router=router if router is not None else load_router(settings.handlers, settings=settings),
         queue=make_queue(redis, settings.queue_name),
     )
 

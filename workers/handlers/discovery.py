@@ -7,10 +7,12 @@ import logging
 from importlib.metadata import entry_points
 from typing import Any
 
+from app.config import Settings
 from workers.handlers.router import Router
 
 logger = logging.getLogger(__name__)
 GROUP = "devicehooks.handlers"
+THINGSBOARD_HANDLER = "workers.handlers.thingsboard"  # built in, on when THINGSBOARD_HOST is set
 
 
 class HandlerLoadError(RuntimeError):
@@ -55,9 +57,13 @@ def load_entry_point_routers() -> list[tuple[str, Router]]:
     return found
 
 
-def load_router(specs: tuple[str, ...] | list[str], use_entry_points: bool = True) -> Router:
-    """One router composed of every configured handler module and installed entry point."""
+def load_router(
+    specs: tuple[str, ...] | list[str], use_entry_points: bool = True, settings: Settings | None = None
+) -> Router:
+    """One router composed of every configured handler module, installed entry point and built-in."""
     router = Router()
+    if settings is not None and settings.thingsboard_host and THINGSBOARD_HANDLER not in specs:
+        specs = [*specs, THINGSBOARD_HANDLER]
     for spec in specs:
         router.include(load_module_router(spec))
         logger.info("handlers loaded from %s", spec)
