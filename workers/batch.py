@@ -8,12 +8,12 @@ dropped). Events keep batch order: kinds in the order the body lists them, items
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError
 
+from app import strictjson
 from workers.decoding import ObjectModel, decode_value, shape_values
 from workers.events import KINDS, Event
 from workers.fastpath import fast_notification
@@ -56,8 +56,8 @@ class ParsedBatch:
 def parse_body(body: bytes | str) -> dict[str, Any]:
     """Parse a body into the NotificationMessage object or raise BatchError."""
     try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        message = strictjson.loads(body)  # the request path's parser: no NaN, deep nesting, lone surrogate
+    except ValueError as exc:
         raise BatchError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(message, dict):
         raise BatchError(f"the body is a JSON {type(message).__name__}, not an object")
