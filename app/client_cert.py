@@ -83,9 +83,7 @@ def trusted(remote_addr: str | None, proxies: Sequence[str]) -> bool:
 class ClientCertCheck:
     """Requires the expected client certificate subject on a request, from TLS or a trusted proxy."""
 
-    def __init__(
-        self, expected_cn: str, header: str | None, proxies: Sequence[str], from_tls: bool
-    ) -> None:
+    def __init__(self, expected_cn: str, header: str | None, proxies: Sequence[str], from_tls: bool) -> None:
         self.expected_cn = expected_cn
         self.header_key = "HTTP_" + header.upper().replace("-", "_") if header else None
         self.proxies = tuple(proxies)

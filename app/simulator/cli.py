@@ -62,6 +62,9 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
     "--progress-interval", default=1.0, show_default=True, help="Load mode: seconds between status lines."
 )
 @click.option("--log-level", default="INFO", show_default=True, help="Log level (INFO shows every API call).")
+@click.option("--client-cert", type=click.Path(exists=True), help="Client certificate for HTTPS callbacks.")
+@click.option("--client-key", type=click.Path(exists=True), help="Key of --client-cert.")
+@click.option("--callback-ca", type=click.Path(exists=True), help="CA bundle verifying the callback URL.")
 def simulate(
     host: str,
     port: int,
@@ -82,6 +85,9 @@ def simulate(
     count: int,
     progress_interval: float,
     log_level: str,
+    client_cert: str | None,
+    client_key: str | None,
+    callback_ca: str | None,
 ) -> None:
     """Run a Device Management simulator (Connect v2 API subset) until Ctrl-C, or a load run to its end."""
     from app import logs
@@ -109,6 +115,8 @@ def simulate(
         timeout_fraction=timeout_fraction,
         queue_mode_fraction=queue_mode_fraction,
         record_ids=load is None,
+        client_cert=(client_cert, client_key or client_cert) if client_cert else None,
+        callback_ca=callback_ca,
     )
     server = SimulatorServer(config, host, port).start()
     stop = threading.Event()

@@ -34,6 +34,15 @@ class SimulatorConfig:
     lifecycle_interval: float = 10.0  # s between lifecycle events of the whole device population
     pull_timeout: float = 30.0  # s a long poll waits before answering 204
     record_ids: bool = True  # remember every sent event id (sim.sent_event_ids()); off for load runs
+    # HTTPS callbacks: the client certificate (cert file, key file) every callback PUT presents, as
+    # Device Management presents its own; and the CA bundle that verifies the callback's certificate.
+    client_cert: tuple[str, str] | None = None
+    callback_ca: str | None = None
+
+    @property
+    def tls_verify(self) -> bool | str:
+        """requests' ``verify``: the callback CA bundle when given, else the system's."""
+        return self.callback_ca or True
 
     def delay(self, seconds: float) -> float:
         """Scale a simulated delay to wall-clock seconds."""
