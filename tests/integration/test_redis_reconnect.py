@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -113,10 +114,8 @@ class ReplyDroppingProxy:
                 data = b""  # drop the reply: close both sides instead
             if not data:
                 for sock in (src, dst):
-                    try:
+                    with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
                     sock.close()
                 return
             dst.sendall(data)
