@@ -3,7 +3,7 @@
 What the request path parses was decided by measurement (README, "Performance"):
 ``json.loads`` of a 10,000-item batch (1.3 MB) costs ~8 ms here, of a 1-item batch ~5 µs.
 Bodies up to ``STRICT_JSON_BYTES`` are parsed in full, strictly (``app.strictjson``: no NaN or
-Infinity, no lone surrogate, no nesting past the recursion limit); larger ones get a structural check
+Infinity, no lone surrogate, at most 1,024 levels deep); larger ones get a structural check
 (valid UTF-8, an object's braces) and the worker, with the same parser, quarantines one that fails.
 """
 

@@ -274,8 +274,8 @@ def test_large_bad_body_found_by_the_worker_is_quarantined_with_its_reason_once(
     settings = Settings(redis_url=redis_url, callback_headers=dict(HEADERS), queue_name="test")
     client = create_app({"SETTINGS": settings, "REDIS": redis}).test_client()
     bodies = {
-        "nested too deeply": big_body_with("[" * 5000 + "]" * 5000),
-        "NaN is not a JSON number": big_body_with("NaN"),
+        "depth limit exceeded": big_body_with("[" * 5000 + "]" * 5000),
+        "expected a JSON value": big_body_with("NaN"),
     }
     for body in bodies.values():
         assert len(body) > 256 * 1024
