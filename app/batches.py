@@ -19,10 +19,11 @@ RQ upgrade that changes the job format fails the suite instead of the workers.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import uuid
+import select
+import time
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from redis import Redis
@@ -31,7 +32,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from rq import Queue, Retry
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
-from rq.utils import now, utcformat
+from rq.utils import now
 
 from app.redis_conn import text
 
@@ -93,8 +94,31 @@ def enqueue_script(template: dict[str, Any]) -> str:
 
 
 def new_job_id() -> str:
-    """A job id of letters and digits (RQ allows letters, digits, '_' and '-')."""
-    return "b" + uuid.uuid4().hex
+    """A job id of letters and digits (RQ allows letters, digits, '_' and '-'): 128 random bits."""
+    return "b" + os.urandom(16).hex()  # as uuid4().hex without building a UUID (~4x less CPU)
+
+
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def utc_stamp(at: float | None = None) -> str:
+    """``at`` (default now) as RQ's ``utcformat`` writes it, ``%Y-%m-%dT%H:%M:%S.%fZ``.
+
+    The date and time part is formatted once per second: ``utcformat(now())`` cost ~10 µs a PUT.
+    """
+    global _second_cache
+    second, micro = divmod(round((time.time() if at is None else at) * 1_000_000), 1_000_000)
+    cached_second, prefix = _second_cache
+    if cached_second != second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_cache = (second, prefix)
+    return f"{prefix}.{micro:06d}Z"
+
+
+def job_meta(request_id: str, source: str, size: int) -> str:
+    """The job's meta as ``json.dumps`` writes it, without building a dict and an encoder."""
+    rid, src = encode_basestring_ascii(request_id), encode_basestring_ascii(source)
+    return f'{{"request_id": {rid}, "source": {src}, "bytes": {size}}}'
 
 
 class BatchQueue:
@@ -141,10 +165,10 @@ class BatchQueue:
     def enqueue(self, body: bytes, request_id: str, source: str = "callback") -> str:
         """Store the body and enqueue its job in one atomic call; return the job id."""
         job_id = new_job_id()
-        meta = json.dumps({"request_id": request_id, "source": source, "bytes": len(body)})
+        meta = job_meta(request_id, source, len(body))
         args = (
             self._queues_key, self._queue_key, self._job_prefix + job_id, BODY_KEY_PREFIX + job_id,
-            job_id, body, utcformat(now()), f"batch {request_id}", meta,
+            job_id, body, utc_stamp(), f"batch {request_id}", meta,
         )  # fmt: skip
         try:
             self._wire.call("EVALSHA", self._script_sha(), 4, *args)
@@ -167,10 +191,18 @@ def connection_name() -> str:
 
 
 def _stale(conn: Any) -> bool:
-    """True when an idle connection has something to read: Redis closed it (idle timeout, restart)."""
+    """True when an idle connection has something to read: Redis closed it (idle timeout, restart).
+
+    One zero-timeout poll(2) of its socket (~1 µs; redis-py's ``can_read`` took ~10 µs).
+    """
+    sock = getattr(conn, "_sock", None)
+    if sock is None:
+        return False  # not connected yet: sending connects it
+    poller = select.poll()
     try:
-        return bool(conn.can_read(timeout=0))
-    except (RedisConnectionError, OSError):
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
         return True
 
 
@@ -182,7 +214,7 @@ class _Wire:
     ``pop``/``append`` are atomic), so a few stay warm however many threads the worker runs.
 
     Managed Redis closes idle connections and a restarted Redis has dropped them all, so an idle
-    connection is checked before use (a zero-timeout poll: ~2 µs) and replaced when Redis closed it.
+    connection is checked before use (a zero-timeout poll) and replaced when Redis closed it.
     A reused connection that still fails with a connection error (reset, EOF, broken pipe) is
     replaced and the command sent ONCE more: the enqueue script is idempotent by job id, so even a
     reply lost after Redis ran it makes no second job. A fresh connection failing, or a timeout, is
