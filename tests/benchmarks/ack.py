@@ -40,7 +40,15 @@ from urllib.parse import urlparse
 from redis import Redis
 
 from app.redis_server import free_port
-from tests.benchmarks.common import ROOT, median, percentile, private_redis, service_env, wait_http
+from tests.benchmarks.common import (
+    ROOT,
+    median,
+    percentile,
+    private_redis,
+    process_tree,
+    service_env,
+    wait_http,
+)
 from tests.benchmarks.payloads import notification_batch
 
 ROUTES = ("bare", "floor", "ours")
@@ -75,8 +83,21 @@ def ensure_wrk() -> str:
     return found
 
 
-def wrk_rate(url: str, body: bytes, seconds: int, connections: int) -> float:
-    """Requests/s that wrk sustained; any non-2xx response fails the run."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used (Linux /proc, clock ticks)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def wrk_rate(url: str, body: bytes, seconds: int, connections: int) -> tuple[float, int]:
+    """Requests/s that wrk sustained and how many it made; any non-2xx response fails the run."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.format(body=json.dumps(body.decode())))
     out = subprocess.run(
@@ -87,9 +108,10 @@ def wrk_rate(url: str, body: bytes, seconds: int, connections: int) -> float:
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx responses during the benchmark:\n{out}")
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match:
+    total = re.search(r"(\d+) requests in", out)
+    if not match or not total:
         raise RuntimeError(f"could not read wrk output:\n{out}")
-    return float(match.group(1))
+    return float(match.group(1)), int(total.group(1))
 
 
 def timed_request(url: str, method: str, body: bytes | None, timeout: float) -> float | None:
@@ -181,13 +203,22 @@ class AckResults:
 
     settings: AckSettings
     rates: dict[Model, dict[str, list[float]]] = field(default_factory=dict)
+    cpu_us: dict[Model, dict[str, list[float]]] = field(default_factory=dict)  # per PUT, web + redis
     latency: list[tuple[int, int, list[float], list[float]]] = field(default_factory=list)
     slow: list[SlowRow] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Served:
+    """One app under gunicorn: its base URL and master pid."""
+
+    base: str
+    pid: int
+
+
 @contextmanager
-def served(app: str, env: dict[str, str], model: Model, workers: int) -> Iterator[str]:
-    """gunicorn with the product's config file serving app, the model on top; its base URL."""
+def served(app: str, env: dict[str, str], model: Model, workers: int) -> Iterator[Served]:
+    """gunicorn with the product's config file serving app, the model on top."""
     port = free_port()
     args = [
         sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_config", app,
@@ -200,7 +231,7 @@ def served(app: str, env: dict[str, str], model: Model, workers: int) -> Iterato
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/", proc)
-        yield base
+        yield Served(base, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -211,7 +242,7 @@ def served(app: str, env: dict[str, str], model: Model, workers: int) -> Iterato
 
 
 @contextmanager
-def serving_all(env: dict[str, str], model: Model, workers: int) -> Iterator[dict[str, str]]:
+def serving_all(env: dict[str, str], model: Model, workers: int) -> Iterator[dict[str, Served]]:
     """The three apps side by side under one model: route name -> base URL."""
     with (
         served(APPS["bare"], env, model, workers) as bare,
@@ -222,21 +253,31 @@ def serving_all(env: dict[str, str], model: Model, workers: int) -> Iterator[dic
 
 
 def throughput_rounds(
-    results: AckResults, model: Model, bases: dict[str, str], client: Redis, echo: Callable[[str], object]
+    results: AckResults,
+    model: Model,
+    apps: dict[str, Served],
+    client: Redis,
+    redis_pid: int,
+    echo: Callable[[str], object],
 ) -> None:
-    """Alternate wrk rounds of 1-item PUTs against the three routes; record the rates."""
+    """Alternate wrk rounds of 1-item PUTs against the three routes; record rates and CPU per PUT."""
     cfg = results.settings
     one = notification_batch(1)
     rates = results.rates.setdefault(model, {name: [] for name in ROUTES})
+    cpu = results.cpu_us.setdefault(model, {name: [] for name in ROUTES})
     for round_no in range(cfg.rounds):
         for name in ROUTES:
-            rates[name].append(wrk_rate(bases[name] + "/notify", one, cfg.seconds, cfg.connections))
+            pids = [*process_tree(apps[name].pid), redis_pid]
+            before = cpu_seconds(pids)
+            rate, total = wrk_rate(apps[name].base + "/notify", one, cfg.seconds, cfg.connections)
+            rates[name].append(rate)
+            cpu[name].append((cpu_seconds(pids) - before) / total * 1e6)
             client.flushdb()
         last = ", ".join(f"{name} {rates[name][-1]:.0f}/s" for name in ROUTES)
         echo(f"{model.label} round {round_no + 1}: {last}")
 
 
-def latency_rows(results: AckResults, bases: dict[str, str], client: Redis) -> None:
+def latency_rows(results: AckResults, apps: dict[str, Served], client: Redis) -> None:
     """PUT batches of each size one at a time to ours and the floor, alternating in blocks of 10."""
     cfg = results.settings
     for items in cfg.sizes:
@@ -245,8 +286,8 @@ def latency_rows(results: AckResults, bases: dict[str, str], client: Redis) -> N
         mine: list[float] = []
         floor: list[float] = []
         for _ in range(0, count, 10):
-            mine += put_latencies(bases["ours"] + "/notify", body, 10)
-            floor += put_latencies(bases["floor"] + "/notify", body, 10)
+            mine += put_latencies(apps["ours"].base + "/notify", body, 10)
+            floor += put_latencies(apps["floor"].base + "/notify", body, 10)
         client.flushdb()
         results.latency.append((items, len(body), mine, floor))
 
@@ -300,12 +341,13 @@ def run(cfg: AckSettings, echo: Callable[[str], object] = print) -> AckResults:
         env = service_env(redis_server.url)
         client = Redis.from_url(redis_server.url)
         for index, model in enumerate(cfg.models):
-            with serving_all(env, model, cfg.workers) as bases:
-                throughput_rounds(results, model, bases, client, echo)
+            assert redis_server.process is not None
+            with serving_all(env, model, cfg.workers) as apps:
+                throughput_rounds(results, model, apps, client, redis_server.process.pid, echo)
                 if index == 0:
-                    latency_rows(results, bases, client)
+                    latency_rows(results, apps, client)
                     echo(f"{model.label}: latency rows done")
-                slow_row(results, model, bases["ours"])
+                slow_row(results, model, apps["ours"].base)
                 client.flushdb()
                 echo(f"{model.label}: slow clients done")
         client.close()
@@ -327,6 +369,18 @@ def throughput_markdown(results: AckResults) -> str:
         lines.append(
             f"| {model.label} | {bare:.0f} | {floor:.0f} | {ours:.0f} | **{ours / floor:.2f}** | "
             f"{ours / bare:.2f} | {floor / bare:.2f} |"
+        )
+    lines += [
+        "\nCPU per PUT (µs; the app's gunicorn processes plus redis-server, from /proc, same rounds; "
+        "the figure a noisy shared machine disturbs least):\n",
+        "| worker model | bare | floor | ours | ours - floor | floor / ours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, cpu in results.cpu_us.items():
+        bare, floor, ours = (median(cpu[name]) for name in ROUTES)
+        lines.append(
+            f"| {model.label} | {bare:.0f} | {floor:.0f} | {ours:.0f} | {ours - floor:+.0f} | "
+            f"**{floor / ours:.2f}** |"
         )
     return "\n".join(lines) + "\n"
 
