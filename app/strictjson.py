@@ -5,8 +5,8 @@ and ``Infinity`` (not JSON), lone surrogate escapes (``"\\ud800"`` parses to a s
 encoded to UTF-8, so writing it to Redis or a log fails), and it raises ``RecursionError`` (not a
 ``ValueError``) past the interpreter's recursion limit: a 5,000-deep ``[[[…`` of 10 KB was a 500.
 orjson refuses all three by design (RFC 8259, UTF-8 only, at most 1,024 levels deep; an integer
-beyond 64 bits becomes a float) and parses a 1,000-item batch in ~0.4 ms where ``json`` takes ~1.1 ms (timed here), so
-every refusal is a ``ValueError`` with the reason and its position.
+beyond 64 bits becomes a float) and parses a 1,000-item batch in ~0.4 ms where ``json`` takes ~1.1 ms
+(timed here). Every refusal is a ``ValueError`` with the reason and its position.
 """
 
 from __future__ import annotations
