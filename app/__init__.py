@@ -11,6 +11,7 @@ from redis import Redis
 from app import config as config_module
 from app import logs
 from app.batches import BatchQueue
+from app.client_cert import ClientCertCheck
 from app.redis_conn import connect
 from app.verify import HeaderVerifier
 
@@ -42,5 +43,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     web.init_app(app)
     app.register_blueprint(health.bp)
     verifier = HeaderVerifier(settings.callback_headers, settings.callback_headers_previous)
-    callback.init_app(app, verifier, BatchQueue(redis, settings.queue_name), settings.max_body_bytes)
+    batches = BatchQueue(redis, settings.queue_name)
+    callback.init_app(app, verifier, batches, settings.max_body_bytes, client_cert_check(settings))
     return app
+
+
+def client_cert_check(settings: config_module.Settings) -> ClientCertCheck | None:
+    """The client-certificate check CALLBACK_CLIENT_CERT asks for, or None when it is off."""
+    if not settings.client_cert:
+        return None
+    return ClientCertCheck(
+        settings.client_cert_cn,
+        settings.client_cert_header,
+        settings.forwarded_allow_ips,
+        from_tls=bool(settings.tls_cert_file),
+    )

@@ -2,19 +2,21 @@
 
 What the request path parses was decided by measurement (README, "Performance"):
 ``json.loads`` of a 10,000-item batch (1.3 MB) costs ~8 ms here, of a 1-item batch ~5 µs.
-Bodies up to ``STRICT_JSON_BYTES`` are parsed in full; larger ones get a structural check
-(valid UTF-8, an object's braces) and the worker quarantines one that still fails to parse.
+Bodies up to ``STRICT_JSON_BYTES`` are parsed in full, strictly (``app.strictjson``: no NaN or
+Infinity, no lone surrogate, at most 1,024 levels deep); larger ones get a structural check
+(valid UTF-8, an object's braces) and the worker, with the same parser, quarantines one that fails.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Flask, Response, request
 from redis.exceptions import RedisError
 
+from app import strictjson
 from app.batches import BatchQueue
+from app.client_cert import ClientCertCheck
 from app.errors import BadRequest, PayloadTooLarge, ServiceUnavailable, Unauthorized
 from app.verify import HeaderVerifier
 from app.web import current_request_id
@@ -32,7 +34,7 @@ def check_json_object(body: bytes) -> None:
         raise BadRequest("the body must be a JSON object")
     if len(body) <= STRICT_JSON_BYTES:
         try:
-            json.loads(body)
+            strictjson.loads(body)
         except ValueError as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
         return
@@ -45,10 +47,17 @@ def check_json_object(body: bytes) -> None:
 class CallbackView:
     """Receives Device Management's PUTs."""
 
-    def __init__(self, verifier: HeaderVerifier, batches: BatchQueue, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        verifier: HeaderVerifier,
+        batches: BatchQueue,
+        max_body_bytes: int,
+        client_cert: ClientCertCheck | None = None,
+    ) -> None:
         self.verifier = verifier
         self.batches = batches
         self.max_body_bytes = max_body_bytes
+        self.client_cert = client_cert
 
     def read_body(self) -> bytes:
         """Read the body, refusing one over the limit before reading it when possible."""
@@ -65,6 +74,12 @@ class CallbackView:
 
     def __call__(self) -> Response:
         """Handle one PUT."""
+        if self.client_cert is not None:
+            try:
+                self.client_cert.check(request.environ)
+            except Unauthorized as exc:
+                logger.warning("rejected callback: %s request_id=%s", exc.message, current_request_id())
+                raise
         if not self.verifier.verify(request.headers.get):
             logger.warning("rejected callback: headers do not match request_id=%s", current_request_id())
             raise Unauthorized("the request does not carry the registered callback headers")
@@ -82,7 +97,13 @@ class CallbackView:
         return Response(status=204)
 
 
-def init_app(app: Flask, verifier: HeaderVerifier, batches: BatchQueue, max_body_bytes: int) -> None:
+def init_app(
+    app: Flask,
+    verifier: HeaderVerifier,
+    batches: BatchQueue,
+    max_body_bytes: int,
+    client_cert: ClientCertCheck | None = None,
+) -> None:
     """Register the callback route at the configured path."""
-    view = CallbackView(verifier, batches, max_body_bytes)
+    view = CallbackView(verifier, batches, max_body_bytes, client_cert)
     app.add_url_rule(app.config["CALLBACK_PATH"], "callback", view, methods=["PUT"])

@@ -6,9 +6,11 @@ Every value is parsed and checked once, at startup; a missing or invalid value r
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import string
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,6 +18,8 @@ from urllib.parse import urlparse
 
 DEFAULT_DM_API_URL = "https://api.us-east-1.mbedcloud.com"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_WEB_THREADS = 32
+DEFAULT_CLIENT_CERT_CN = "notifications.mbedcloud.com"
 INSECURE_OPT_OUT = "DEVICEHOOKS_INSECURE_NO_AUTH"
 # The LwM2M resource types (workers.decoding.model.RESOURCE_TYPES; a unit test keeps the two equal).
 LWM2M_TYPES = frozenset(
@@ -47,6 +51,15 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     port: int = 8000
     web_concurrency: int = 2
+    # The web tier (app/gunicorn_config.py, app/client_cert.py): threads, proxies, TLS, client certificate.
+    web_threads: int = DEFAULT_WEB_THREADS
+    forwarded_allow_ips: tuple[str, ...] = ()
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    client_cert: bool = False
+    client_cert_cn: str = DEFAULT_CLIENT_CERT_CN
+    client_cert_header: str | None = None
+    client_cert_ca_file: str | None = None
     queue_name: str = "devicehooks"
     object_model_files: tuple[str, ...] = ()
     resource_types: dict[int, str] = field(
@@ -145,9 +158,18 @@ def parse_headers(name: str, raw: str | None) -> dict[str, str]:
     if not isinstance(value, dict) or not value:
         raise ConfigError(f"{name} must be a non-empty JSON object of header names to values")
     headers: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for key, val in value.items():
         if not isinstance(val, str) or not val or not key.strip():
             raise ConfigError(f"{name}: header {key!r} must have a non-empty string value")
+        lowered = key.strip().lower()
+        if lowered in seen:
+            # HTTP header names are case-insensitive: a request can carry only one value for both.
+            raise ConfigError(
+                f"{name}: headers {seen[lowered]!r} and {key.strip()!r} differ only in case; "
+                "header names are case-insensitive, so no request could match both"
+            )
+        seen[lowered] = key.strip()
         headers[key.strip()] = val
     return headers
 
@@ -282,6 +304,73 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
+def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Validate FORWARDED_ALLOW_IPS: addresses or CIDR networks, or ``*``; default none."""
+    entries = _list(env, "FORWARDED_ALLOW_IPS")
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise ConfigError(
+                f"FORWARDED_ALLOW_IPS must list IP addresses or networks (or *), got {entry!r}"
+            ) from None
+    return entries
+
+
+def _file(env: Mapping[str, str], name: str) -> str | None:
+    """Validate a variable naming a readable file."""
+    raw = _get(env, name)
+    if raw is not None and not os.access(raw, os.R_OK):
+        raise ConfigError(f"{name} must name a readable file, got {raw!r}")
+    return raw
+
+
+def _client_cert_mode(env: Mapping[str, str]) -> bool:
+    """Validate CALLBACK_CLIENT_CERT: ``off`` (default) or ``require``."""
+    raw = (_get(env, "CALLBACK_CLIENT_CERT") or "off").lower()
+    if raw not in ("off", "require"):
+        raise ConfigError(f"CALLBACK_CLIENT_CERT must be off or require, got {raw!r}")
+    return raw == "require"
+
+
+def _web_tier(env: Mapping[str, str]) -> dict[str, Any]:
+    """The web tier's settings, checked together (TLS files in pairs, a source for the certificate)."""
+    web: dict[str, Any] = {
+        "web_threads": _int(env, "WEB_THREADS", DEFAULT_WEB_THREADS),
+        "forwarded_allow_ips": _proxies(env),
+        "tls_cert_file": _file(env, "WEB_TLS_CERT"),
+        "tls_key_file": _file(env, "WEB_TLS_KEY"),
+        "client_cert": _client_cert_mode(env),
+        "client_cert_cn": _get(env, "CALLBACK_CLIENT_CERT_CN") or DEFAULT_CLIENT_CERT_CN,
+        "client_cert_header": _get(env, "CALLBACK_CLIENT_CERT_HEADER"),
+        "client_cert_ca_file": _file(env, "CALLBACK_CLIENT_CA"),
+    }
+    header = web["client_cert_header"]
+    if header and not re.fullmatch(r"[A-Za-z0-9-]+", header):
+        # gunicorn drops header names with '_' (they would be ambiguous in the WSGI environ).
+        raise ConfigError(f"CALLBACK_CLIENT_CERT_HEADER must be letters, digits and '-', got {header!r}")
+    if bool(web["tls_cert_file"]) != bool(web["tls_key_file"]):
+        raise ConfigError("WEB_TLS_CERT and WEB_TLS_KEY must be set together")
+    if not web["client_cert"]:
+        return web
+    if web["tls_cert_file"] and not web["client_cert_ca_file"]:
+        raise ConfigError(
+            "CALLBACK_CLIENT_CERT=require with WEB_TLS_CERT needs CALLBACK_CLIENT_CA "
+            "(the CA bundle that signs Device Management's client certificate)"
+        )
+    if not web["tls_cert_file"] and not web["client_cert_header"]:
+        raise ConfigError(
+            "CALLBACK_CLIENT_CERT=require needs WEB_TLS_CERT/WEB_TLS_KEY (gunicorn terminates TLS) "
+            "or CALLBACK_CLIENT_CERT_HEADER (a proxy forwards the verified certificate)"
+        )
+    if web["client_cert_header"] and not web["tls_cert_file"] and not web["forwarded_allow_ips"]:
+        raise ConfigError(
+            "CALLBACK_CLIENT_CERT_HEADER is only trusted from FORWARDED_ALLOW_IPS, which is empty: "
+            "set it to the proxy's address"
+        )
+    return web
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -316,6 +405,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         log_level=_log_level(env),
         callback_check_minutes=_int(env, "CALLBACK_CHECK_MINUTES", 10),
         **_thingsboard(env),
+        **_web_tier(env),
     )
     return settings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from app import config as _config
@@ -10,7 +11,13 @@ _settings = _config.from_env()
 
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency
-worker_class = "sync"
+# Threads, not sync workers: a connection that sends its headers a byte at a time holds the thread
+# that reads it until it completes (gunicorn has no header or body read deadline), and with sync
+# workers two such connections held every worker. A thread per connection, and a worker accepting
+# only as many connections as it has threads, leave every other thread answering (README, "Deploying").
+worker_class = "gthread"
+threads = _settings.web_threads
+worker_connections = _settings.web_threads
 # Device Management sends the next batch only after the ack; a slow PUT is a stuck channel.
 timeout = 30
 graceful_timeout = 25
@@ -18,7 +25,18 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
-forwarded_allow_ips = "*"
+# Forwarding headers (X-Forwarded-Proto, ...) are believed only from these proxies: none by default.
+forwarded_allow_ips = ",".join(_settings.forwarded_allow_ips)
+# No request header, even from a trusted proxy, may set SCRIPT_NAME or PATH_INFO and so move the route.
+forwarder_headers = ""
+header_map = "drop"
+if _settings.tls_cert_file:
+    certfile = _settings.tls_cert_file
+    keyfile = _settings.tls_key_file
+    ca_certs = _settings.client_cert_ca_file
+    # OPTIONAL: a certificate that is presented must verify against ca_certs, or the handshake fails;
+    # a connection without one gets through TLS so the app can answer 401 in the error model.
+    cert_reqs = ssl.CERT_OPTIONAL if _settings.client_cert else ssl.CERT_NONE
 
 
 def when_ready(server: Any) -> None:

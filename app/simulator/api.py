@@ -86,10 +86,18 @@ def validate_webhook(body: Any) -> tuple[str, dict[str, str]]:
     return url, headers
 
 
-def verify_callback(url: str, headers: dict[str, str], timeout: float) -> None:
+def verify_callback(
+    url: str,
+    headers: dict[str, str],
+    timeout: float,
+    cert: tuple[str, str] | None = None,
+    verify: bool | str = True,
+) -> None:
     """The registration check: an empty PUT with the headers must answer 200 or 204 (no redirects)."""
     with requests.Session() as session:
         session.trust_env = False
+        session.cert = cert
+        session.verify = verify
         try:
             response = session.put(
                 url,
@@ -152,7 +160,8 @@ class SimulatorApi:
         url, headers = validate_webhook(_json_body())
         try:
             self.sim.channel.check_can_set_callback()
-            verify_callback(url, headers, self.sim.config.verify_timeout)
+            config = self.sim.config
+            verify_callback(url, headers, config.verify_timeout, config.client_cert, config.tls_verify)
             self.sim.channel.set_callback(url, headers)
         except ChannelConflict as exc:
             raise _conflict(exc) from None

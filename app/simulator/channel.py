@@ -115,6 +115,8 @@ class Channel:
         self._thread = threading.Thread(target=self._run, name="simulator-delivery", daemon=True)
         self._session = requests.Session()
         self._session.trust_env = False
+        self._session.cert = config.client_cert
+        self._session.verify = config.tls_verify
 
     # lifecycle -------------------------------------------------------------------------------
 

@@ -69,6 +69,9 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
     show_default=True,
     help="TLV values as mbed Cloud Client writes them (text floats, 8-byte integers) or spec binary.",
 )
+@click.option("--client-cert", type=click.Path(exists=True), help="Client certificate for HTTPS callbacks.")
+@click.option("--client-key", type=click.Path(exists=True), help="Key of --client-cert.")
+@click.option("--callback-ca", type=click.Path(exists=True), help="CA bundle verifying the callback URL.")
 def simulate(
     host: str,
     port: int,
@@ -90,6 +93,9 @@ def simulate(
     progress_interval: float,
     log_level: str,
     tlv_style: str,
+    client_cert: str | None,
+    client_key: str | None,
+    callback_ca: str | None,
 ) -> None:
     """Run a Device Management simulator (Connect v2 API subset) until Ctrl-C, or a load run to its end."""
     from app import logs
@@ -118,6 +124,8 @@ def simulate(
         queue_mode_fraction=queue_mode_fraction,
         record_ids=load is None,
         tlv_style=tlv_style,
+        client_cert=(client_cert, client_key or client_cert) if client_cert else None,
+        callback_ca=callback_ca,
     )
     server = SimulatorServer(config, host, port).start()
     stop = threading.Event()

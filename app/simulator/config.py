@@ -38,6 +38,15 @@ class SimulatorConfig:
     tlv_style: str = (
         "mbed"  # TLV values as mbed Cloud Client writes them ("mbed") or shortest binary ("spec")
     )
+    # HTTPS callbacks: the client certificate (cert file, key file) every callback PUT presents, as
+    # Device Management presents its own; and the CA bundle that verifies the callback's certificate.
+    client_cert: tuple[str, str] | None = None
+    callback_ca: str | None = None
+
+    @property
+    def tls_verify(self) -> bool | str:
+        """requests' ``verify``: the callback CA bundle when given, else the system's."""
+        return self.callback_ca or True
 
     def delay(self, seconds: float) -> float:
         """Scale a simulated delay to wall-clock seconds."""

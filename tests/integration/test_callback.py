@@ -169,3 +169,78 @@ def test_redis_down_gives_503_with_retry_after_and_recovery_after(
     assert client.put(PATH, data=b"{}", headers=HEADERS).status_code == 204
     assert client.get("/readyz").status_code == 200
     assert redis.llen("rq:queue:test") == 1  # this server keeps nothing on disk: only the new job
+
+
+NESTING_BOMB = b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        NESTING_BOMB,
+        sample("strict_json/nan.json"),
+        sample("strict_json/minus_infinity.json"),
+        sample("strict_json/lone_surrogate.json"),
+    ],
+    ids=["nesting-bomb", "nan", "minus-infinity", "lone-surrogate"],
+)
+def test_json_that_python_would_take_or_choke_on_is_400_and_queues_nothing(
+    client: FlaskClient, redis: Redis, body: bytes
+) -> None:
+    response = client.put(PATH, data=body, headers=HEADERS)
+    assert response.status_code == 400
+    error = response.get_json()
+    assert error["type"] == "validation_error"
+    assert error["request_id"] == response.headers["X-Request-ID"]
+    assert queued(redis) == 0
+
+
+DM_CN = "notifications.mbedcloud.com"
+PROXY = "10.0.0.5"
+
+
+def cert_client(settings: Settings, redis: Redis) -> FlaskClient:
+    """A client of the app requiring the client certificate's subject from a proxy header."""
+    required = settings.with_overrides(
+        client_cert=True, client_cert_header="X-Client-DN", forwarded_allow_ips=("10.0.0.0/24",)
+    )
+    return make_client(required, redis)
+
+
+@pytest.mark.parametrize(
+    ("remote", "dn"),
+    [
+        (PROXY, "CN=evil.example,O=Mallory"),  # wrong CN from the proxy
+        (PROXY, None),  # the proxy forwarded no certificate
+        ("192.0.2.9", f"CN={DM_CN}"),  # right subject, but from a peer that is not the proxy
+    ],
+    ids=["wrong-cn", "no-certificate", "header-from-untrusted-peer"],
+)
+def test_required_client_certificate_missing_or_wrong_is_401_and_queues_nothing(
+    settings: Settings, redis: Redis, remote: str, dn: str | None
+) -> None:
+    client = cert_client(settings, redis)
+    headers = {**HEADERS, **({"X-Client-DN": dn} if dn else {})}
+    for body in (sample("batches/notifications.json"), b""):
+        response = client.put(PATH, data=body, headers=headers, environ_base={"REMOTE_ADDR": remote})
+        assert response.status_code == 401
+        error = response.get_json()
+        assert (error["object"], error["code"], error["type"]) == ("error", 401, "invalid_auth")
+    assert queued(redis) == 0
+
+
+def test_required_client_certificate_with_the_right_cn_from_the_proxy_is_accepted(
+    settings: Settings, redis: Redis
+) -> None:
+    client = cert_client(settings, redis)
+    headers = {**HEADERS, "X-Client-DN": f"CN={DM_CN},O=GlobalSign nv-sa,C=BE"}
+    body = sample("batches/notifications.json")
+    response = client.put(PATH, data=body, headers=headers, environ_base={"REMOTE_ADDR": PROXY})
+    assert response.status_code == 204
+    assert queued(redis) == 1
+    # The certificate does not replace the shared secret: both are required.
+    no_secret = client.put(
+        PATH, data=body, headers={"X-Client-DN": f"CN={DM_CN}"}, environ_base={"REMOTE_ADDR": PROXY}
+    )
+    assert no_secret.status_code == 401
+    assert client.get("/healthz").status_code == 200  # health checks present no certificate

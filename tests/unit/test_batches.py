@@ -53,3 +53,24 @@ def test_each_enqueue_is_one_job_and_one_body(redis: Redis) -> None:
     assert len(ids) == 3
     assert redis.llen("rq:queue:test") == 3
     assert len(redis.keys("devicehooks:body:*")) == 3
+
+
+def test_utc_stamp_writes_what_rq_utcformat_writes() -> None:
+    from datetime import UTC, datetime
+
+    from rq.utils import utcformat
+
+    from app.batches import utc_stamp
+
+    for at in (0.0, 1_700_000_000.5, 1_764_633_599.999999, 1_764_633_600.000001):
+        assert utc_stamp(at) == utcformat(datetime.fromtimestamp(at, UTC))
+
+
+def test_job_meta_is_what_json_dumps_writes() -> None:
+    import json
+
+    from app.batches import job_meta
+
+    for rid, source in (("abc-123", "callback"), ('we"ird\\\u00e9\n', "async-early")):
+        meta = {"request_id": rid, "source": source, "bytes": 7}
+        assert job_meta(rid, source, 7) == json.dumps(meta)
