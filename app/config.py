@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import string
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -304,6 +304,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
+
+
 def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
     """Validate FORWARDED_ALLOW_IPS: addresses or CIDR networks, or ``*``; default none."""
     entries = _list(env, "FORWARDED_ALLOW_IPS")
