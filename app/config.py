@@ -46,6 +46,14 @@ class Settings:
     presubscriptions_file: str | None = None
     log_level: str = "INFO"
     callback_check_minutes: int = 10  # app.dm.registration: how often the callback registration is checked
+    # Stores in Redis (app.stores): every one bounded by count, by bytes and by time.
+    store_ttl_days: int = 14  # rejections, quarantined bodies and dead letters expire this long after written
+    rejections_keep: int = 10_000  # rejection records kept, newest first
+    rejection_item_bytes: int = 8 * 1024  # larger items: a truncated copy + sha256
+    quarantine_keep: int = 100  # quarantined (unparseable) bodies kept
+    quarantine_body_bytes: int = 1024 * 1024  # larger bodies: a truncated copy + sha256
+    dead_letters_keep: int = 10_000  # dead letters kept; the oldest go first
+    dead_letters_max_bytes: int = 64 * 1024 * 1024  # all dead letters' events together; the oldest go first
 
     def __repr__(self) -> str:
         """Show the settings without any secret."""
@@ -206,6 +214,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         presubscriptions_file=_get(env, "PRESUBSCRIPTIONS_FILE"),
         log_level=_log_level(env),
         callback_check_minutes=_int(env, "CALLBACK_CHECK_MINUTES", 10),
+        store_ttl_days=_int(env, "STORE_TTL_DAYS", 14),
+        rejections_keep=_int(env, "REJECTIONS_KEEP", 10_000),
+        rejection_item_bytes=_int(env, "REJECTION_ITEM_BYTES", 8 * 1024, minimum=256),
+        quarantine_keep=_int(env, "QUARANTINE_KEEP", 100),
+        quarantine_body_bytes=_int(env, "QUARANTINE_BODY_BYTES", 1024 * 1024, minimum=256),
+        dead_letters_keep=_int(env, "DEAD_LETTERS_KEEP", 10_000),
+        dead_letters_max_bytes=_int(env, "DEAD_LETTERS_MAX_BYTES", 64 * 1024 * 1024, minimum=64 * 1024),
     )
     return settings
 
