@@ -100,5 +100,15 @@ def store_sizes(redis: Redis, queue_name: str) -> dict[str, int]:
     pipe.zcard(DEAD_INDEX)
     pipe.llen(REJECTIONS)
     pipe.zcard(QUARANTINE_INDEX)
-    names = "queued intermediate started failed scheduled deferred dead_letters rejections quarantine".split()
+    names = [
+        "queued",
+        "intermediate",
+        "started",
+        "failed",
+        "scheduled",
+        "deferred",
+        "dead_letters",
+        "rejections",
+        "quarantine",
+    ]
     return dict(zip(names, (int(v) for v in pipe.execute()), strict=True))
