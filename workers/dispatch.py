@@ -96,13 +96,13 @@ class Dispatcher:
 
     def redeliver(self, handler_name: str, key: str, attempt: int, source: str) -> int:
         """Deliver stored events to one handler again; return how many failed."""
-        raw = self._write(lambda: self.redis.get(key))
+        raw = self.durably(lambda: self.redis.get(key))
         if raw is None:
             logger.warning("redelivery %s to %s: the events are gone (already delivered?)", key, handler_name)
             return 0
         events = [Event.from_dict(item) for item in json.loads(raw)]
         failed = self._deliver_named(handler_name, events, attempt, source, "is no longer loaded")
-        self._write(lambda: self.redis.delete(key))
+        self.durably(lambda: self.redis.delete(key))
         return failed
 
     def _deliver_named(self, name: str, events: list[Event], attempt: int, source: str, gone: str) -> int:
@@ -168,8 +168,8 @@ class Dispatcher:
         delay = backoff_delay(handler, attempt)
         key = RETRY_PREFIX + uuid.uuid4().hex
         encoded = dumps(events)
-        self._write(lambda: self.redis.set(key, encoded, ex=RETRY_TTL))
-        job = self._write(
+        self.durably(lambda: self.redis.set(key, encoded, ex=RETRY_TTL))
+        job = self.durably(
             lambda: self.queue.enqueue_in(
                 timedelta(seconds=delay),
                 REDELIVER_FUNC,
@@ -191,14 +191,14 @@ class Dispatcher:
         self, handler: str, events: list[dict[str, Any]], error: str, trace: str, attempt: int, source: str
     ) -> str:
         """Record a dead letter (waiting out Redis weather) and log it; return its id."""
-        letter = self._write(lambda: self.dead.add(handler, events, error, trace, attempt, source))
+        letter = self.durably(lambda: self.dead.add(handler, events, error, trace, attempt, source))
         logger.error(
             "handler %s: %d event(s) dead-lettered after %d attempt(s): %s; dead letter %s",
             handler, len(events), attempt, error, letter,
         )  # fmt: skip
         return letter
 
-    def _write(self, action: Callable[[], T]) -> T:
+    def durably(self, action: Callable[[], T]) -> T:
         """Run one Redis call, waiting out weather up to WRITE_DEADLINE (then the error propagates)."""
         return cast(T, weather.retry(action, self._never, self.outage, deadline=WRITE_DEADLINE))
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from redis import Redis
 
-from app.batches import BatchQueue, make_queue
+from app.batches import BODY_TTL, FAILURE_TTL, RETRY_INTERVALS, BatchQueue, body_key, make_queue
 from app.stores import DEAD_SIZES, QUARANTINE_INDEX, REJECTIONS, StoreLimits, redis_memory, store_sizes
 from workers.batch import Rejection
 from workers.deadletters import DeadLetters
@@ -123,3 +123,10 @@ def test_status_shows_memory_headroom_and_warns_about_an_evicting_policy(redis: 
     finally:
         redis.config_set("maxmemory", "0")
     assert redis_memory(redis)["headroom_bytes"] is None
+
+
+def test_a_batch_body_expires_after_every_run_of_its_job_and_the_failed_record(redis: Redis) -> None:
+    job_id = BatchQueue(redis, "test").enqueue(b'{"notifications": []}', "rid")
+    ttl = redis.ttl(body_key(job_id))
+    assert BODY_TTL - 5 <= ttl <= BODY_TTL
+    assert sum(RETRY_INTERVALS) + FAILURE_TTL < BODY_TTL
