@@ -74,7 +74,7 @@ def batch(*uids: str) -> bytes:
 
 def got(redis: Redis, handler: str) -> list[str]:
     """The uids a fixture handler recorded, in order."""
-    return [v.decode() for v in redis.lrange(GOT + handler, 0, -1)]
+    return [bytes(v).decode() for v in redis.lrange(GOT + handler, 0, -1)]
 
 
 def has_all(redis: Redis, handler: str, uids: list[str]) -> bool:

@@ -1,4 +1,4 @@
-"""Dispatcher containment: what goes wrong settling one handler's failure stays with that handler."""
+"""Dispatcher containment on a real Redis: what goes wrong settling one handler's failure stays there."""
 
 from __future__ import annotations
 

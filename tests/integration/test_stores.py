@@ -6,9 +6,11 @@ import hashlib
 import json
 
 import pytest
+from click.testing import CliRunner
 from redis import Redis
 
 from app.batches import BODY_TTL, FAILURE_TTL, RETRY_INTERVALS, BatchQueue, body_key, make_queue
+from app.cli import main
 from app.stores import DEAD_SIZES, QUARANTINE_INDEX, REJECTIONS, StoreLimits, redis_memory, store_sizes
 from workers.batch import Rejection
 from workers.deadletters import DeadLetters
@@ -130,3 +132,16 @@ def test_a_batch_body_expires_after_every_run_of_its_job_and_the_failed_record(r
     ttl = redis.ttl(body_key(job_id))
     assert BODY_TTL - 5 <= ttl <= BODY_TTL
     assert sum(RETRY_INTERVALS) + FAILURE_TTL < BODY_TTL
+
+
+def test_devicehooks_status_prints_headroom_and_store_sizes(redis: Redis, redis_url: str) -> None:
+    DeadLetters(redis, LIMITS).add("h", [], "err", "", 1, "src")
+    result = CliRunner().invoke(
+        main, ["status", "--json"], env={"REDIS_URL": redis_url, "DEVICEHOOKS_QUEUE": "q"}
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["stores"]["dead_letters"] == 1
+    assert report["redis"]["policy"]
+    text = CliRunner().invoke(main, ["status"], env={"REDIS_URL": redis_url})
+    assert text.output.startswith("redis memory: used ")
