@@ -9,6 +9,7 @@ import pytest
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
 from app import weather
+from app.dm.asyncs import sweep_forever
 
 
 class Flaky:
@@ -74,3 +75,26 @@ def test_a_stop_request_ends_the_wait() -> None:
         weather.retry(Flaky(OutOfMemoryError("OOM")), stop, weather.Outage(logging.getLogger("t"), "t"))
         is None
     )
+
+
+def test_the_async_sweeper_logs_an_outage_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
+    stop = threading.Event()
+
+    class Tracker:
+        calls = 0
+
+        def expire_overdue(self) -> list[object]:
+            self.calls += 1
+            if self.calls >= 6:
+                stop.set()
+            if self.calls <= 4:
+                raise OutOfMemoryError("OOM command not allowed")
+            return []
+
+    with caplog.at_level(logging.WARNING, logger="app.dm.asyncs"):
+        sweep_forever(Tracker(), stop, interval=0.001)  # type: ignore[arg-type]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("async sweeper: Redis is unavailable (OutOfMemoryError")
+    assert messages[1].startswith("async sweeper: Redis is back after")
+    assert "(4 retries)" in messages[1]
