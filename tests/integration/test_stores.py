@@ -9,8 +9,10 @@ import pytest
 from click.testing import CliRunner
 from redis import Redis
 
+from app import create_app
 from app.batches import BODY_TTL, FAILURE_TTL, RETRY_INTERVALS, BatchQueue, body_key, make_queue
 from app.cli import main
+from app.config import Settings
 from app.stores import DEAD_SIZES, QUARANTINE_INDEX, REJECTIONS, StoreLimits, redis_memory, store_sizes
 from workers.batch import Rejection
 from workers.deadletters import DeadLetters
@@ -145,3 +147,13 @@ def test_devicehooks_status_prints_headroom_and_store_sizes(redis: Redis, redis_
     assert report["redis"]["policy"]
     text = CliRunner().invoke(main, ["status"], env={"REDIS_URL": redis_url})
     assert text.output.startswith("redis memory: used ")
+
+
+def test_readyz_details_show_headroom_and_store_sizes(redis: Redis, settings: Settings) -> None:
+    client = create_app({"SETTINGS": settings, "REDIS": redis}).test_client()
+    Rejections(redis, LIMITS).record([Rejection("x", None, "unknown kind", 1)], "job", None)
+    details = client.get("/readyz?details=1").get_json()
+    assert details["status"] == "ready"
+    assert details["stores"]["rejections"] == 1
+    assert details["redis"]["used_bytes"] > 0
+    assert client.get("/readyz").get_json() == {"status": "ready"}
