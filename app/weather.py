@@ -81,11 +81,6 @@ class Outage:
         self.since = None
         self.retries = 0
 
-    @property
-    def ongoing(self) -> bool:
-        """True between a failure and the next success."""
-        return self.since is not None
-
 
 def wait_until_writable(redis: Redis, stop: threading.Event, outage: Outage) -> bool:
     """Write a probe key with backoff until Redis takes writes again; False when a stop was requested."""

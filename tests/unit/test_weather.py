@@ -42,7 +42,7 @@ def test_full_and_read_only_redis_are_waited_out_and_logged_once(caplog: pytest.
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "Redis is unavailable" in m]) == 1
     assert len([m for m in messages if "Redis is back" in m and "4 retries" in m]) == 1
-    assert not outage.ongoing
+    assert outage.since is None
 
 
 def test_unblocked_reply_of_a_replicaof_counts_as_weather() -> None:
