@@ -205,3 +205,24 @@ def test_a_read_only_blip_is_waited_out_and_the_worker_resumes_on_its_own(
         assert proc.poll() is None, log.read_text()
     finally:
         stop(proc)
+
+
+def test_a_worker_started_against_a_full_redis_waits_and_then_works(
+    redis: Redis, server: RedisServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    client = web(server)
+    fill(redis)
+    proc = worker(server, "plain", log)
+    try:
+        wait_until(lambda: "worker: Redis is unavailable" in log.read_text(), 30, "the worker noticing")
+        assert client.put("/notify", data=batch("s1"), headers=HEADERS).status_code == 503
+        assert proc.poll() is None, log.read_text()
+        redis.delete(*redis.keys(FILLER + "*"))
+        wait_until(lambda: "worker: Redis is back" in log.read_text(), 30, "the worker starting its work")
+        assert client.put("/notify", data=batch("s2"), headers=HEADERS).status_code == 204
+        wait_until(lambda: has_all(redis, "every", ["s2"]), 30, "batch s2")
+        assert got(redis, "every") == ["s2"]
+        assert log_count(log, "worker: Redis is unavailable") == 1
+    finally:
+        stop(proc)
