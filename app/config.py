@@ -54,6 +54,8 @@ class Settings:
     quarantine_body_bytes: int = 1024 * 1024  # larger bodies: a truncated copy + sha256
     dead_letters_keep: int = 10_000  # dead letters kept; the oldest go first
     dead_letters_max_bytes: int = 64 * 1024 * 1024  # all dead letters' events together; the oldest go first
+    failed_batches_keep: int = 1_000  # batch jobs that failed for good kept (with their bodies); oldest go
+    failed_batches_max_bytes: int = 256 * 1024 * 1024  # their bodies together; the oldest go first
 
     def __repr__(self) -> str:
         """Show the settings without any secret."""
@@ -221,6 +223,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         quarantine_body_bytes=_int(env, "QUARANTINE_BODY_BYTES", 1024 * 1024, minimum=256),
         dead_letters_keep=_int(env, "DEAD_LETTERS_KEEP", 10_000),
         dead_letters_max_bytes=_int(env, "DEAD_LETTERS_MAX_BYTES", 64 * 1024 * 1024, minimum=64 * 1024),
+        failed_batches_keep=_int(env, "FAILED_BATCHES_KEEP", 1_000),
+        failed_batches_max_bytes=_int(env, "FAILED_BATCHES_MAX_BYTES", 256 * 1024 * 1024),
     )
     return settings
 

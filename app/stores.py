@@ -40,6 +40,8 @@ class StoreLimits:
     quarantine_body_bytes: int = 1024 * 1024
     dead_letters_keep: int = 10_000
     dead_letters_max_bytes: int = 64 * 1024 * 1024
+    failed_batches_keep: int = 1_000
+    failed_batches_max_bytes: int = 256 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoreLimits:
@@ -52,6 +54,8 @@ class StoreLimits:
             quarantine_body_bytes=settings.quarantine_body_bytes,
             dead_letters_keep=settings.dead_letters_keep,
             dead_letters_max_bytes=settings.dead_letters_max_bytes,
+            failed_batches_keep=settings.failed_batches_keep,
+            failed_batches_max_bytes=settings.failed_batches_max_bytes,
         )
 
     @property

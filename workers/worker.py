@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -28,7 +29,9 @@ from rq.serializers import JSONSerializer
 from app import weather
 from app.backoff import jittered
 from app.redis_conn import text
+from app.stores import StoreLimits
 from workers import asyncs, runtime
+from workers.failed import trim_failed
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +152,16 @@ class WeatherproofScheduler(RQScheduler):
 class DevicehooksWorker(SimpleWorker):
     """SimpleWorker with a weatherproof scheduler that also recovers jobs abandoned by dead workers."""
 
+    limits = StoreLimits()
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        """RQ's failure handling, then the cap on batches that failed for good (``workers.failed``)."""
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        try:
+            trim_failed(queue, self.limits.failed_batches_keep, self.limits.failed_batches_max_bytes)
+        except RedisError as exc:
+            logger.warning("capping the failed batches skipped: %s", exc)
+
     def _start_scheduler(
         self,
         burst: bool = False,
@@ -202,6 +215,7 @@ def _new_worker(rt: runtime.Runtime, name: str | None) -> DevicehooksWorker:
         worker_ttl=WORKER_TTL,
         maintenance_interval=MAINTENANCE_INTERVAL,
     )
+    worker.limits = StoreLimits.from_settings(rt.settings)
     logger.info("worker %s on queue %s", worker.name, rt.queue.name)
     return worker
 

@@ -8,6 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from redis import Redis
+from rq.serializers import JSONSerializer
 
 from app import create_app
 from app.batches import BODY_TTL, FAILURE_TTL, RETRY_INTERVALS, BatchQueue, body_key, make_queue
@@ -17,8 +18,10 @@ from app.stores import DEAD_SIZES, QUARANTINE_INDEX, REJECTIONS, StoreLimits, re
 from workers.batch import Rejection
 from workers.deadletters import DeadLetters
 from workers.dispatch import replay
+from workers.failed import trim_failed
 from workers.rejections import Rejections
 from workers.status import gather, render
+from workers.worker import DevicehooksWorker
 
 LIMITS = StoreLimits(
     ttl=3600,
@@ -157,3 +160,20 @@ def test_readyz_details_show_headroom_and_store_sizes(redis: Redis, settings: Se
     assert details["stores"]["rejections"] == 1
     assert details["redis"]["used_bytes"] > 0
     assert client.get("/readyz").get_json() == {"status": "ready"}
+
+
+def test_batches_that_failed_for_good_are_capped_by_count_and_by_body_bytes(redis: Redis) -> None:
+    queue = make_queue(redis, "test")
+    ids = []
+    for n in range(4):
+        job = queue.enqueue("tests.fixtures.weather_handlers.failing_job", job_id=f"bfail{n}")
+        redis.set(body_key(job.id), b"x" * 1000)
+        ids.append(job.id)
+    worker = DevicehooksWorker([queue], connection=redis, serializer=JSONSerializer)
+    worker.limits = StoreLimits(failed_batches_keep=3, failed_batches_max_bytes=10_000)
+    worker.work(burst=True, with_scheduler=False)
+    assert queue.failed_job_registry.get_job_ids() == ids[1:]
+    assert redis.exists(body_key(ids[0])) == 0
+    assert not redis.exists(f"rq:job:{ids[0]}")
+    assert trim_failed(queue, keep=3, max_bytes=2_500) == [ids[1]]
+    assert [redis.exists(body_key(i)) for i in ids] == [0, 0, 1, 1]
