@@ -35,13 +35,13 @@ class StoreLimits:
 
     ttl: int = 14 * DAY
     rejections_keep: int = 10_000
-    rejection_item_bytes: int = 8 * 1024
+    rejection_item_bytes: int = 2 * 1024
     quarantine_keep: int = 100
-    quarantine_body_bytes: int = 1024 * 1024
+    quarantine_body_bytes: int = 256 * 1024
     dead_letters_keep: int = 10_000
     dead_letters_max_bytes: int = 64 * 1024 * 1024
     failed_batches_keep: int = 1_000
-    failed_batches_max_bytes: int = 256 * 1024 * 1024
+    failed_batches_max_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StoreLimits:

@@ -6,6 +6,7 @@ import pytest
 
 from app import config
 from app.config import ConfigError
+from app.stores import StoreLimits
 
 
 def test_defaults_when_nothing_is_set() -> None:
@@ -73,3 +74,14 @@ def test_repr_never_shows_secrets() -> None:
     assert "hunter2" not in text
     assert "ak_supersecret" not in text
     assert "p4ssw0rd" not in text
+
+
+def test_store_limits_come_from_their_variables_and_a_bad_one_is_named() -> None:
+    env = {"STORE_TTL_DAYS": "2", "REJECTIONS_KEEP": "50", "DEAD_LETTERS_MAX_BYTES": "1_048_576"}
+    limits = StoreLimits.from_settings(config.from_env(env))
+    assert (limits.ttl, limits.rejections_keep, limits.dead_letters_max_bytes) == (2 * 86400, 50, 1048576)
+    assert limits.dead_letter_bytes == 262144
+    with pytest.raises(config.ConfigError, match="QUARANTINE_BODY_BYTES must be at least 256"):
+        config.from_env({"QUARANTINE_BODY_BYTES": "10"})
+    with pytest.raises(config.ConfigError, match="FAILED_BATCHES_KEEP must be an integer"):
+        config.from_env({"FAILED_BATCHES_KEEP": "many"})
