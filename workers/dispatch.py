@@ -56,28 +56,20 @@ def backoff_delay(handler: Handler, attempt: int) -> float:
     return jittered(attempt - 2, handler.policy.backoff, handler.policy.max_backoff)
 
 
-Refused = list[tuple[dict[str, Any], str]]
-
-
-def split_storable(events: list[Event]) -> tuple[str, int, Refused]:
-    """The JSON of the events JSON can store and their count, and the others with the reason it refuses them.
-
-    One encoding of the whole list when every event is storable (the usual case), item by item otherwise.
-    """
+def split_storable(events: list[Event]) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """Events as JSON-ready dicts: those JSON can store, and the others with the reason it refuses them."""
     payload = [event.to_dict() for event in events]
-    try:
-        return dumps(payload), len(payload), []
-    except (ValueError, TypeError, RecursionError, OverflowError):
-        pass
+    if refusal(payload) is None:
+        return payload, []
     storable: list[dict[str, Any]] = []
-    refused: Refused = []
+    refused: list[tuple[dict[str, Any], str]] = []
     for item in payload:
         reason = refusal(item)
         if reason is None:
             storable.append(item)
         else:
             refused.append((item, reason))
-    return dumps(storable), len(storable), refused
+    return storable, refused
 
 
 class Dispatcher:
@@ -160,9 +152,9 @@ class Dispatcher:
             payload = [event.to_dict() for event in failure.events]
             self._dead_letter(handler.name, payload, failure.error, failure.traceback, attempt, source)
             return
-        encoded, count, refused = split_storable(failure.events)
-        if count:
-            self.schedule(handler, encoded, count, attempt + 1, source, failure.error)
+        storable, refused = split_storable(failure.events)
+        if storable:
+            self.schedule(handler, storable, attempt + 1, source, failure.error)
         if refused:
             reasons = "; ".join(dict.fromkeys(reason for _, reason in refused))
             error = f"cannot be stored for a retry ({reasons}); the handler failed with: {failure.error}"
@@ -170,11 +162,12 @@ class Dispatcher:
             self._dead_letter(handler.name, items, error, failure.traceback, attempt, source)
 
     def schedule(
-        self, handler: Handler, encoded: str, count: int, attempt: int, source: str, error: str
+        self, handler: Handler, events: list[dict[str, Any]], attempt: int, source: str, error: str
     ) -> str:
-        """Store ``count`` events (their JSON), schedule one redeliver job for this handler; return its id."""
+        """Store the events and schedule one redeliver job for this handler; return the job id."""
         delay = backoff_delay(handler, attempt)
         key = RETRY_PREFIX + uuid.uuid4().hex
+        encoded = dumps(events)
         self.durably(lambda: self.redis.set(key, encoded, ex=RETRY_TTL))
         job = self.durably(
             lambda: self.queue.enqueue_in(
@@ -185,12 +178,12 @@ class Dispatcher:
                 attempt,
                 source,
                 retry=follow_up_retry(),
-                description=f"redeliver {count} event(s) to {handler.name} (attempt {attempt})",
+                description=f"redeliver {len(events)} event(s) to {handler.name} (attempt {attempt})",
             )
         )
         logger.warning(
             "handler %s failed on %d event(s): %s; attempt %d in %.1f s (job %s)",
-            handler.name, count, error, attempt, delay, job.id,
+            handler.name, len(events), error, attempt, delay, job.id,
         )  # fmt: skip
         return str(job.id)
 
