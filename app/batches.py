@@ -49,6 +49,9 @@ JOB_TIMEOUT = 600
 RESULT_TTL = 300
 FAILURE_TTL = 7 * 24 * 3600
 RETRY_INTERVALS = [5, 30, 120, 600, 1800]
+# A body outlives every run of its job (timeouts and retry waits) and then the failed job's record, so a
+# job that failed for good leaves no body behind for longer than RQ keeps the job itself.
+BODY_TTL = FAILURE_TTL + sum(RETRY_INTERVALS) + (len(RETRY_INTERVALS) + 1) * JOB_TIMEOUT
 
 _PER_JOB_FIELDS = ("created_at", "enqueued_at", "description", "meta")
 _ENQUEUE_LUA = """
@@ -57,7 +60,7 @@ redis.call('SADD', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[3], 'created_at', ARGV[3], 'enqueued_at', ARGV[3], 'description', ARGV[4],
            'meta', ARGV[5]{static})
 redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[4], ARGV[2])
+redis.call('SET', KEYS[4], ARGV[2], 'EX', {body_ttl})
 return 1
 """
 
@@ -90,7 +93,7 @@ def enqueue_script(template: dict[str, Any]) -> str:
         for field, value in template.items()
         if field not in _PER_JOB_FIELDS
     )
-    return _ENQUEUE_LUA.format(static=static)
+    return _ENQUEUE_LUA.format(static=static, body_ttl=BODY_TTL)
 
 
 def new_job_id() -> str:

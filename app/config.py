@@ -85,6 +85,16 @@ class Settings:
     thingsboard_rpc_timeout: float = 9.0
     thingsboard_backlog_max: int = DEFAULT_THINGSBOARD_BACKLOG_MAX
     thingsboard_max_payload: int = DEFAULT_THINGSBOARD_MAX_PAYLOAD
+    # Stores in Redis (app.stores): every one bounded by count, by bytes and by time.
+    store_ttl_days: int = 14  # rejections, quarantined bodies and dead letters expire this long after written
+    rejections_keep: int = 10_000  # rejection records kept, newest first
+    rejection_item_bytes: int = 2 * 1024  # larger items: a truncated copy + sha256
+    quarantine_keep: int = 100  # quarantined (unparseable) bodies kept
+    quarantine_body_bytes: int = 256 * 1024  # larger bodies: a truncated copy + sha256
+    dead_letters_keep: int = 10_000  # dead letters kept; the oldest go first
+    dead_letters_max_bytes: int = 64 * 1024 * 1024  # all dead letters' events together; the oldest go first
+    failed_batches_keep: int = 1_000  # batch jobs that failed for good kept (with their bodies); oldest go
+    failed_batches_max_bytes: int = 64 * 1024 * 1024  # their bodies together; the oldest go first
 
     def __repr__(self) -> str:
         """Show the settings without any secret."""
@@ -408,6 +418,15 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         callback_check_minutes=_int(env, "CALLBACK_CHECK_MINUTES", 10),
         **_thingsboard(env),
         **_web_tier(env),
+        store_ttl_days=_int(env, "STORE_TTL_DAYS", 14),
+        rejections_keep=_int(env, "REJECTIONS_KEEP", 10_000),
+        rejection_item_bytes=_int(env, "REJECTION_ITEM_BYTES", 2 * 1024, minimum=256),
+        quarantine_keep=_int(env, "QUARANTINE_KEEP", 100),
+        quarantine_body_bytes=_int(env, "QUARANTINE_BODY_BYTES", 256 * 1024, minimum=256),
+        dead_letters_keep=_int(env, "DEAD_LETTERS_KEEP", 10_000),
+        dead_letters_max_bytes=_int(env, "DEAD_LETTERS_MAX_BYTES", 64 * 1024 * 1024, minimum=64 * 1024),
+        failed_batches_keep=_int(env, "FAILED_BATCHES_KEEP", 1_000),
+        failed_batches_max_bytes=_int(env, "FAILED_BATCHES_MAX_BYTES", 64 * 1024 * 1024),
     )
     return settings
 

@@ -1,4 +1,4 @@
-"""Worker-side commands of the ``devicehooks`` CLI: decode, handlers, failed, rejections."""
+"""Worker-side commands of the ``devicehooks`` CLI: decode, handlers, failed, rejections, status."""
 
 from __future__ import annotations
 
@@ -134,6 +134,8 @@ def failed_replay(letter_ids: tuple[str, ...]) -> None:
             job_id = replay(redis, queue, letter_id)
         except KeyError:
             raise click.ClickException(f"no dead letter {letter_id}") from None
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(f"{letter_id}: queued for redelivery as job {job_id}")
 
 
@@ -189,4 +191,14 @@ def rejections_purge() -> None:
     click.echo(f"deleted {Rejections(_redis()).purge()} rejection record(s)")
 
 
-COMMANDS = [decode, handlers, failed, rejections]
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(as_json: bool) -> None:
+    """Redis memory headroom and the size of every store (queue, registries, dead letters, rejections)."""
+    from workers.status import gather, render
+
+    report = gather(_redis(), _settings().queue_name)
+    click.echo(json.dumps(report) if as_json else "\n".join(render(report)))
+
+
+COMMANDS = [decode, handlers, failed, rejections, status]

@@ -49,7 +49,8 @@ def process_batch(body_key: str | None = None) -> dict[str, Any]:
     for handler_name, event in named:
         dispatcher.deliver_to(handler_name, [event], source=job_id)
     tracker.confirm_handoff([event.id for _, event in named if event.id])
-    rt.redis.delete(key)
+    # Deleting the body marks the batch done (a re-run finds it gone): wait out Redis weather for it.
+    dispatcher.durably(lambda: rt.redis.delete(key))
     logger.info(
         "batch %s request_id=%s events=%s rejected=%d failed_handlers=%d",
         job_id, request_id, counts, len(parsed.rejections), len(failures),

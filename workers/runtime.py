@@ -13,6 +13,7 @@ from app import config as config_module
 from app.batches import make_queue
 from app.dm.asyncs import AsyncTracker
 from app.redis_conn import connect
+from app.stores import StoreLimits
 from workers.decoding import ObjectModel, load_object_model
 from workers.dispatch import Dispatcher
 from workers.handlers.delivery import Lanes
@@ -37,7 +38,8 @@ class Runtime:
     @cached_property
     def dispatcher(self) -> Dispatcher:
         """Delivery with retries and dead letters."""
-        return Dispatcher(self.router, self.lanes, self.redis, self.queue)
+        limits = StoreLimits.from_settings(self.settings)
+        return Dispatcher(self.router, self.lanes, self.redis, self.queue, limits)
 
     @cached_property
     def tracker(self) -> AsyncTracker:
@@ -47,7 +49,7 @@ class Runtime:
     @cached_property
     def rejections(self) -> Rejections:
         """Where rejected items go."""
-        return Rejections(self.redis)
+        return Rejections(self.redis, StoreLimits.from_settings(self.settings))
 
     @cached_property
     def uses_ept(self) -> bool:

@@ -15,25 +15,30 @@ import threading
 import time
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.scripts import release_lock
 from rq.serializers import JSONSerializer
 
+from app import weather
+from app.backoff import jittered
 from app.redis_conn import text
+from app.stores import StoreLimits
 from workers import asyncs, runtime
+from workers.failed import trim_failed
 
 logger = logging.getLogger(__name__)
 
 WORKER_TTL = 60
 MAINTENANCE_INTERVAL = 30
-RESTART_LIMIT = 10
-RESTART_WINDOW = 600.0  # s
-REDIS_WAIT_MAX = 5.0  # s between PINGs while Redis is away
+QUICK_END = 10.0  # s: a loop that ends on an error sooner than this is followed by a growing pause
+RESTART_PAUSE_MAX = 30.0  # s: the longest pause between loops that keep ending at once (never giving up)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -113,8 +118,78 @@ def release_dead_scheduler_lock(queue: Queue) -> bool:
     return released
 
 
+class WeatherproofScheduler(RQScheduler):
+    """RQ's scheduler loop, waiting out Redis weather instead of dying on it.
+
+    RQ's own loop lets any error end the scheduler process; the worker starts a new one only at its
+    next maintenance pass (up to MAINTENANCE_INTERVAL later), and under a full Redis that one dies too.
+    """
+
+    def work(self) -> None:
+        """Register, then heartbeat and move due jobs every interval until asked to stop."""
+        self._install_signal_handlers()
+        outage = weather.Outage(logger, f"scheduler {self.name}")
+        born = False
+        while not self._stop_requested:
+            try:
+                if not born:
+                    self.register_birth()
+                    born = True
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+                outage.recovered()
+            except RedisError as exc:
+                outage.failed(exc)
+            time.sleep(self.interval)
+        try:
+            self.stop()
+        except RedisError as exc:
+            logger.warning("scheduler %s stopped without releasing its locks: %s", self.name, exc)
+
+
 class DevicehooksWorker(SimpleWorker):
-    """SimpleWorker that also recovers jobs abandoned by dead workers during maintenance."""
+    """SimpleWorker with a weatherproof scheduler that also recovers jobs abandoned by dead workers."""
+
+    limits = StoreLimits()
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        """RQ's failure handling, then the cap on batches that failed for good (``workers.failed``)."""
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        try:
+            trim_failed(queue, self.limits.failed_batches_keep, self.limits.failed_batches_max_bytes)
+        except RedisError as exc:
+            logger.warning("capping the failed batches skipped: %s", exc)
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own start of the scheduler, with :class:`WeatherproofScheduler` in place of RQScheduler."""
+        self.scheduler = WeatherproofScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()
+        finally:
+            self.scheduler.release_locks()
+            self.scheduler.register_death()
 
     def run_maintenance_tasks(self) -> None:
         """Free a dead scheduler's lock, RQ's maintenance (which starts a scheduler if it can), recovery."""
@@ -123,20 +198,6 @@ class DevicehooksWorker(SimpleWorker):
         super().run_maintenance_tasks()
         for queue in self.queues:
             recover_abandoned(queue)
-
-
-def wait_for_redis(redis: Redis, stop: threading.Event) -> bool:
-    """PING with backoff until Redis answers; False when a stop was requested meanwhile."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            if redis.ping():
-                return True
-        except RedisError:
-            pass
-        stop.wait(delay)
-        delay = min(delay * 2, REDIS_WAIT_MAX)
-    return False
 
 
 def _stop_requested(worker: DevicehooksWorker) -> bool:
@@ -154,6 +215,7 @@ def _new_worker(rt: runtime.Runtime, name: str | None) -> DevicehooksWorker:
         worker_ttl=WORKER_TTL,
         maintenance_interval=MAINTENANCE_INTERVAL,
     )
+    worker.limits = StoreLimits.from_settings(rt.settings)
     logger.info("worker %s on queue %s", worker.name, rt.queue.name)
     return worker
 
@@ -167,15 +229,27 @@ def _work_once(worker: DevicehooksWorker, rt: runtime.Runtime, burst: bool) -> b
         return False
 
 
-def _recover_after_error(rt: runtime.Runtime, worker: DevicehooksWorker, stop: threading.Event) -> bool:
-    """Wait for Redis, then hand the job the ended worker had in hand to RQ's retry; False on stop."""
+def _recover(
+    rt: runtime.Runtime, stop: threading.Event, outage: weather.Outage, gone: set[str], pause: float = 0.0
+) -> bool:
+    """After ``pause`` s, once Redis takes writes, free a dead scheduler's lock and hand abandoned jobs to
+    their Retry. Redis errors meanwhile (full, read-only, away) are waited out with backoff; False on stop.
+    """
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in STOP_SIGNALS}
     try:
-        if not wait_for_redis(rt.redis, stop):
+        if stop.wait(pause):
             return False
-        release_dead_scheduler_lock(rt.queue)
-        recover_abandoned(rt.queue, gone={worker.name})
-        return not stop.is_set()
+        while weather.wait_until_writable(rt.redis, stop, outage):
+            try:
+                release_dead_scheduler_lock(rt.queue)
+                recover_abandoned(rt.queue, gone=gone)
+            except RedisError as exc:
+                outage.failed(exc)
+                stop.wait(weather.WAIT_MAX)
+                continue
+            outage.recovered()
+            return not stop.is_set()
+        return False
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -184,32 +258,35 @@ def _recover_after_error(rt: runtime.Runtime, worker: DevicehooksWorker, stop: t
 def run(burst: bool = False, name: str | None = None) -> bool:
     """Work the batch queue until SIGTERM (or until it is empty, with ``burst``).
 
-    RQ's loop quits on an error it does not handle, such as Redis going away while a job records its
-    result: then this process waits for Redis, hands the interrupted job to its Retry and works on
-    with a new worker (at most RESTART_LIMIT times within RESTART_WINDOW, then it exits with an error).
+    RQ's loop quits on an error it does not handle, such as Redis going away, filling up (``OOM``) or
+    turning read-only while a job records its result: then this process waits until Redis takes writes
+    again, hands the interrupted job to its Retry and works on with a new worker, as often as it takes.
+    The outage is logged once when it starts and once when it ends (``app.weather.Outage``).
     """
     rt = runtime.install(runtime.build())
     for handler in rt.router.handlers:
         logger.info("handler %s", handler.describe())
-    release_dead_scheduler_lock(rt.queue)
-    recover_abandoned(rt.queue)
     stop = threading.Event()
+    outage = weather.Outage(logger, "worker")
+    if not _recover(rt, stop, outage, gone=set()):
+        return False
     if not burst:
         asyncs.start_sweeper(rt.tracker, rt.queue.enqueue, stop)
     worked = False
-    restarts: list[float] = []
+    first = True
+    quick = 0  # loops in a row that ended on an error within QUICK_END s of their start
     try:
         while True:
-            worker = _new_worker(rt, name if not restarts else None)
+            worker = _new_worker(rt, name if first else None)
+            first = False
+            started = time.monotonic()
             worked = _work_once(worker, rt, burst) or worked
             if burst or _stop_requested(worker):
                 return worked
-            now = time.monotonic()
-            restarts = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
-            if len(restarts) > RESTART_LIMIT:
-                raise RuntimeError(f"the worker loop ended on errors {len(restarts)} times; giving up")
-            logger.warning("worker %s ended on an error; resuming once Redis answers", worker.name)
-            if not _recover_after_error(rt, worker, stop):
+            outage.failed(RuntimeError(f"worker {worker.name} ended on an error"))
+            quick = quick + 1 if time.monotonic() - started < QUICK_END else 0
+            pause = jittered(quick - 1, weather.WAIT_BASE, RESTART_PAUSE_MAX) if quick else 0.0
+            if not _recover(rt, stop, outage, gone={worker.name}, pause=pause):
                 return worked
     finally:
         stop.set()

@@ -53,6 +53,7 @@ from redis.exceptions import RedisError
 from app.batches import BatchQueue
 from app.dm.client import DMClient, normalize_uri
 from app.errors import DMApiError
+from app.weather import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -519,13 +520,18 @@ def sweep_forever(
     interval: float = 2.0,
     on_timeout: Callable[[AsyncResult], None] | None = None,
 ) -> None:
-    """Run ``expire_overdue`` every ``interval`` s until ``stop``; timed-out results go to ``on_timeout``."""
+    """Run ``expire_overdue`` every ``interval`` s until ``stop``; timed-out results go to ``on_timeout``.
+
+    A Redis outage skips sweeps (logged once when it starts and once when it ends) until Redis is back.
+    """
+    outage = Outage(logger, "async sweeper")
     while not stop.wait(interval):
         try:
             expired = tracker.expire_overdue()
         except RedisError as exc:
-            logger.warning("async sweep skipped: Redis unavailable (%s)", type(exc).__name__)
+            outage.failed(exc)
             continue
+        outage.recovered()
         for result in expired:
             if on_timeout is not None:
                 on_timeout(result)

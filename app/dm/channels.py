@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 import uuid
@@ -30,6 +29,7 @@ import websocket
 from redis import Redis
 from redis.exceptions import LockError, RedisError
 
+from app.backoff import jittered
 from app.batches import BatchQueue
 from app.dm.client import DMClient
 from app.errors import DevicehooksError, DMApiError, DMBadRequest, DMConflict, DMNotFound, DMUnauthorized
@@ -114,8 +114,7 @@ class ChannelRunner:
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff with jitter, capped."""
-        cap = min(self.max_backoff, self.backoff * (2 ** min(attempt, 16)))
-        return cap / 2 + random.uniform(0, cap / 2)  # noqa: S311 - jitter
+        return jittered(attempt, self.backoff, self.max_backoff)
 
     def clear_other_channels(self) -> None:
         """Delete the callback or the other channel type, so this one can exist."""

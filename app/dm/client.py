@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import requests
 
+from app.backoff import jittered
 from app.config import ConfigError, Settings
 from app.errors import (
     DMApiError,
@@ -255,8 +256,7 @@ class DMClient:
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
         if retry_after is not None:
             return retry_after + random.uniform(0, min(self.backoff, 1.0))  # noqa: S311 - jitter
-        cap = min(self.max_backoff, self.backoff * (2**attempt))
-        return cap / 2 + random.uniform(0, cap / 2)  # noqa: S311 - jitter
+        return jittered(attempt, self.backoff, self.max_backoff)
 
     def _send(
         self, method: str, url: str, timeout: float | tuple[float, float], **kwargs: Any

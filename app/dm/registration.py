@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ import requests
 from redis import Redis
 from redis.exceptions import LockError, RedisError
 
+from app.backoff import jittered
 from app.config import ConfigError, Settings
 from app.dm.client import DMClient, client_from_settings
 from app.errors import DMApiError, DMUnauthorized
@@ -215,8 +215,7 @@ class Registrar:
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff with jitter, capped."""
-        cap = min(self.max_backoff, self.backoff * (2**attempt))
-        return cap / 2 + random.uniform(0, cap / 2)  # noqa: S311 - jitter
+        return jittered(attempt, self.backoff, self.max_backoff)
 
     def ensure_until_done(self, stop: threading.Event, force: bool = False) -> str | None:
         """Retry :meth:`ensure` with backoff until it registers or confirms; None when stopped."""

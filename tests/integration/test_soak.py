@@ -116,12 +116,12 @@ def test_a_worker_resumes_after_redis_went_away_under_a_running_job(tmp_path: Pa
         body = b'{"notifications": [{"ep": "e", "path": "/3303/0/5700", "payload": "MjE=", "uid": "u1"}]}'
         job = BatchQueue(redis, "soak").enqueue(body, "blip")
         wait_until(lambda: redis.llen(HEALTHY_KEY) == 1, what="the handler taking the batch")
-        server.stop()  # the job ends while Redis is away: RQ's loop quits on the error
-        wait_until(lambda: "ended on" in log.read_text(), what="the worker loop ending")
+        server.stop()  # the job ends while Redis is away: the worker waits it out
+        wait_until(lambda: "Redis is unavailable" in log.read_text(), what="the worker noticing the outage")
         server.start()
         wait_until(lambda: redis.hget(f"rq:job:{job}", "status") == b"finished", 30, "the job running again")
         assert worker.poll() is None, log.read_text()
-        assert redis.llen(HEALTHY_KEY) == 2  # at least once: the interrupted job ran again
+        assert redis.llen(HEALTHY_KEY) >= 1  # at least once (once when the job's end waited Redis out)
     finally:
         stop(worker)
         redis.close()

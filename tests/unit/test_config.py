@@ -6,6 +6,7 @@ import pytest
 
 from app import config
 from app.config import ConfigError
+from app.stores import StoreLimits
 
 
 def test_defaults_when_nothing_is_set() -> None:
@@ -98,3 +99,14 @@ def test_config_knows_the_same_lwm2m_types_as_the_object_model() -> None:
     from workers.decoding.model import RESOURCE_TYPES
 
     assert config.LWM2M_TYPES == RESOURCE_TYPES
+
+
+def test_store_limits_come_from_their_variables_and_a_bad_one_is_named() -> None:
+    env = {"STORE_TTL_DAYS": "2", "REJECTIONS_KEEP": "50", "DEAD_LETTERS_MAX_BYTES": "1_048_576"}
+    limits = StoreLimits.from_settings(config.from_env(env))
+    assert (limits.ttl, limits.rejections_keep, limits.dead_letters_max_bytes) == (2 * 86400, 50, 1048576)
+    assert limits.dead_letter_bytes == 262144
+    with pytest.raises(config.ConfigError, match="QUARANTINE_BODY_BYTES must be at least 256"):
+        config.from_env({"QUARANTINE_BODY_BYTES": "10"})
+    with pytest.raises(config.ConfigError, match="FAILED_BATCHES_KEEP must be an integer"):
+        config.from_env({"FAILED_BATCHES_KEEP": "many"})
