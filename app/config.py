@@ -46,6 +46,16 @@ class Settings:
     presubscriptions_file: str | None = None
     log_level: str = "INFO"
     callback_check_minutes: int = 10  # app.dm.registration: how often the callback registration is checked
+    # Device state (workers.handlers.state, app.state), the management API and the status page (app.api).
+    state: bool = True
+    state_max_devices: int = 100_000
+    state_max_resources: int = 500
+    state_history_max: int = 1000
+    state_history_seconds: int = 7 * 24 * 3600
+    state_ttl_seconds: int = 30 * 24 * 3600
+    management_api_keys: tuple[str, ...] = ()
+    session_secret: str | None = None
+    metrics_dir: str | None = None
 
     def __repr__(self) -> str:
         """Show the settings without any secret."""
@@ -53,7 +63,8 @@ class Settings:
             f"Settings(redis_url={_redact_url(self.redis_url)!r}, callback_path={self.callback_path!r}, "
             f"callback_url={self.callback_url!r}, callback_headers={sorted(self.callback_headers)!r}, "
             f"dm_api_url={self.dm_api_url!r}, dm_api_key={'set' if self.dm_api_key else 'unset'}, "
-            f"handlers={self.handlers!r}, queue_name={self.queue_name!r})"
+            f"handlers={self.handlers!r}, queue_name={self.queue_name!r}, "
+            f"management_api_keys={len(self.management_api_keys)})"
         )
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -161,6 +172,21 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _on_off(env: Mapping[str, str], name: str) -> bool:
+    """Parse an on/off switch that defaults to on."""
+    raw = _get(env, name)
+    return True if raw is None else _bool(env, name)
+
+
+def _keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Parse comma-separated secret keys; each must be at least 16 characters."""
+    keys = _list(env, name)
+    for index, key in enumerate(keys):
+        if len(key) < 16:
+            raise ConfigError(f"{name}: key number {index + 1} is shorter than 16 characters")
+    return keys
+
+
 def _channel(env: Mapping[str, str]) -> str:
     """Validate DEVICEHOOKS_CHANNEL."""
     raw = (_get(env, "DEVICEHOOKS_CHANNEL") or "callback").lower()
@@ -206,6 +232,15 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         presubscriptions_file=_get(env, "PRESUBSCRIPTIONS_FILE"),
         log_level=_log_level(env),
         callback_check_minutes=_int(env, "CALLBACK_CHECK_MINUTES", 10),
+        state=_on_off(env, "STATE"),
+        state_max_devices=_int(env, "STATE_MAX_DEVICES", 100_000),
+        state_max_resources=_int(env, "STATE_MAX_RESOURCES", 500),
+        state_history_max=_int(env, "STATE_HISTORY_MAX", 1000),
+        state_history_seconds=_int(env, "STATE_HISTORY_SECONDS", 7 * 24 * 3600),
+        state_ttl_seconds=_int(env, "STATE_TTL_SECONDS", 30 * 24 * 3600),
+        management_api_keys=_keys(env, "MANAGEMENT_API_KEYS"),
+        session_secret=_get(env, "SESSION_SECRET"),
+        metrics_dir=_get(env, "PROMETHEUS_MULTIPROC_DIR"),
     )
     return settings
 

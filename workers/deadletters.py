@@ -10,9 +10,8 @@ from typing import Any
 from redis import Redis
 
 from app.redis_conn import text
-
-INDEX = "devicehooks:dead"
-PREFIX = "devicehooks:dead:"
+from app.stores import DEAD_INDEX as INDEX
+from app.stores import DEAD_PREFIX as PREFIX
 
 
 class DeadLetters:

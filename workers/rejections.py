@@ -9,10 +9,10 @@ from typing import Any
 from redis import Redis
 
 from app.redis_conn import raw
+from app.stores import QUARANTINE_PREFIX as BODY_PREFIX
+from app.stores import REJECTIONS_LIST as LIST
 from workers.batch import Rejection
 
-LIST = "devicehooks:rejections"
-BODY_PREFIX = "devicehooks:quarantine:"
 KEEP = 10_000
 BODY_TTL = 14 * 24 * 3600
 

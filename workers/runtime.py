@@ -71,7 +71,7 @@ def build(
         settings=settings,
         redis=redis,
         model=load_object_model(settings.object_model_files),
-        router=router if router is not None else load_router(settings.handlers),
+        router=router if router is not None else load_router(settings.handlers, state=settings.state),
         queue=make_queue(redis, settings.queue_name),
     )
 

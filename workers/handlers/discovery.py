@@ -55,9 +55,16 @@ def load_entry_point_routers() -> list[tuple[str, Router]]:
     return found
 
 
-def load_router(specs: tuple[str, ...] | list[str], use_entry_points: bool = True) -> Router:
-    """One router composed of every configured handler module and installed entry point."""
+def load_router(
+    specs: tuple[str, ...] | list[str], use_entry_points: bool = True, state: bool = False
+) -> Router:
+    """One router composed of every configured handler module and installed entry point (and, with
+    ``state``, the built-in state handler, first)."""
     router = Router()
+    if state:
+        from workers.handlers.state import router as state_router
+
+        router.include(state_router)
     for spec in specs:
         router.include(load_module_router(spec))
         logger.info("handlers loaded from %s", spec)
