@@ -6,6 +6,7 @@ Its own blueprint, registered beside the callback: it never runs code on the cal
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -22,6 +23,7 @@ from app.dm.asyncs import AsyncResult, AsyncTracker, request_ids
 from app.dm.client import DMClient, client_from_settings
 from app.errors import BadRequest, NotFound, ServiceUnavailable
 
+EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 EXTENSION = "devicehooks.api"
 METHODS = ("GET", "PUT", "POST", "DELETE")
@@ -145,6 +147,8 @@ def list_events(ep: str) -> Response:
     """A device's event history, ordered by id (the time it was recorded)."""
     _device_or_404(ep)
     q = query.parse_list_query(request.args, EVENT_FIELDS)
+    if q.after is not None and not EVENT_ID.match(q.after):
+        raise query.invalid("after", "must be an event id such as 1764520000000-0")
     redis = api().redis
     entries = state.history(redis, ep, q.after, q.descending)
     return jsonify(

@@ -42,7 +42,7 @@ def test_registration_and_notifications_fill_the_directory_values_and_history(re
     writer(redis).write(events_from_body(LIFECYCLE), now=NOW)
     lamp = state.device(redis, "lamp-1")
     assert lamp is not None
-    assert lamp["object"] == "device" and lamp["id"] == "lamp-1"
+    assert (lamp["object"], lamp["id"]) == ("device", "lamp-1")
     assert (lamp["ept"], lamp["status"], lamp["original_ep"], lamp["queue_mode"]) == (
         "Light", "registered", "my-lamp", True,
     )  # fmt: skip
@@ -76,9 +76,10 @@ def test_deregistration_and_expiry_set_the_status_and_a_late_notification_keeps_
     )
     w.write([notification("lamp-1", "0", path="/3311/0/5850")], now=NOW + 2)
     lamp, sensor = state.device(redis, "lamp-1"), state.device(redis, "sensor-1")
-    assert lamp is not None and sensor is not None
+    assert lamp is not None
+    assert sensor is not None
     assert (lamp["status"], sensor["status"]) == ("deregistered", "expired")
-    assert lamp["first_seen"] == state.iso(NOW) and lamp["last_seen"] == state.iso(NOW + 2)
+    assert (lamp["first_seen"], lamp["last_seen"]) == (state.iso(NOW), state.iso(NOW + 2))
     assert lamp["ept"] == "Light"  # a de-registration carries no ept: the known one stays
 
 
