@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -49,8 +48,8 @@ def make_client(settings: Settings, redis: Redis, dm: FakeDMClient | None = None
 
 
 @pytest.fixture
-def client(settings: Settings, redis: Redis, dm: FakeDMClient) -> Iterator[FlaskClient]:
-    yield make_client(settings.with_overrides(management_api_keys=(KEY, "mk-other-0123456789abc")), redis, dm)
+def client(settings: Settings, redis: Redis, dm: FakeDMClient) -> FlaskClient:
+    return make_client(settings.with_overrides(management_api_keys=(KEY, "mk-other-0123456789abc")), redis, dm)
 
 
 def seed_devices(redis: Redis, count: int) -> None:
