@@ -49,7 +49,8 @@ def make_client(settings: Settings, redis: Redis, dm: FakeDMClient | None = None
 
 @pytest.fixture
 def client(settings: Settings, redis: Redis, dm: FakeDMClient) -> FlaskClient:
-    return make_client(settings.with_overrides(management_api_keys=(KEY, "mk-other-0123456789abc")), redis, dm)
+    keys = (KEY, "mk-other-0123456789abc")
+    return make_client(settings.with_overrides(management_api_keys=keys), redis, dm)
 
 
 def seed_devices(redis: Redis, count: int) -> None:
