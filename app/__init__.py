@@ -43,7 +43,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     verifier = HeaderVerifier(settings.callback_headers, settings.callback_headers_previous)
     callback.init_app(app, verifier, BatchQueue(redis, settings.queue_name), settings.max_body_bytes)
-    from app import api
+    from app import api, metrics
 
     api.init_app(app, settings, redis, test_config.get("DM_CLIENT"))
+    metrics.init_app(app, settings, redis)
     return app

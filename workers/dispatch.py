@@ -17,6 +17,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue, Retry
 
+from app import counters
 from workers.deadletters import DeadLetters
 from workers.events import Event
 from workers.handlers.delivery import Failure, Lanes
@@ -55,8 +56,10 @@ class Dispatcher:
 
     def dispatch(self, events: list[Event], source: str) -> list[Failure]:
         """First delivery of a batch's events to every matching handler."""
-        failures = self.lanes.deliver(self.router.matching(events))
+        work = self.router.matching(events)
+        failures = self.lanes.deliver(work)
         self.settle(failures, attempt=1, source=source)
+        counters.count_dispatch(self.redis, events, work, failures)
         return failures
 
     def deliver_to(self, handler_name: str, events: list[Event], source: str) -> int:
@@ -87,6 +90,7 @@ class Dispatcher:
                 )  # fmt: skip
             else:
                 self.schedule(failure.handler, payload, attempt + 1, source, failure.error)
+        counters.count_settled(self.redis, failures, attempt)
 
     def schedule(
         self, handler: Handler, events: list[dict[str, Any]], attempt: int, source: str, error: str
