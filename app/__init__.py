@@ -43,8 +43,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     verifier = HeaderVerifier(settings.callback_headers, settings.callback_headers_previous)
     callback.init_app(app, verifier, BatchQueue(redis, settings.queue_name), settings.max_body_bytes)
-    from app import api, metrics
+    from app import api, metrics, status
 
     api.init_app(app, settings, redis, test_config.get("DM_CLIENT"))
     metrics.init_app(app, settings, redis)
+    status.init_app(app, settings)
     return app
