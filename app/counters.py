@@ -94,9 +94,14 @@ def per_handler(counters: dict[str, str]) -> dict[str, dict[str, int]]:
     return out
 
 
-def last_minute(redis: Redis, now: float | None = None) -> dict[str, int]:
-    """Batches and events in the last complete minute."""
+def minute_counts(redis: Redis, now: float | None = None) -> dict[str, dict[str, int]]:
+    """Batches and events in the previous (complete) minute and in this minute so far."""
     now = time.time() if now is None else now
-    raw = redis.hgetall(minute_key(now - 60))
-    counts = {text(k): int(v) for k, v in raw.items()}
-    return {"batches": counts.get("batches", 0), "events": counts.get("events", 0)}
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(minute_key(now - 60))
+    pipe.hgetall(minute_key(now))
+    out = {}
+    for name, raw in zip(("previous", "current"), pipe.execute(), strict=True):
+        counts = {text(k): int(v) for k, v in raw.items()}
+        out[name] = {"batches": counts.get("batches", 0), "events": counts.get("events", 0)}
+    return out

@@ -139,7 +139,7 @@ def channel(redis: Redis, settings: Settings) -> dict[str, Any]:
         "registration": check.get("outcome"),
         "checked_at": state.iso(float(check["checked_at"])) if check.get("checked_at") else None,
         "last_batch_at": state.iso(float(last_batch)) if last_batch else None,
-        "per_minute": counters.last_minute(redis, now),
+        "per_minute": counters.minute_counts(redis, now),
         "queue_depth": queue.count,
         "workers": Worker.count(connection=redis, queue=queue),
         "handlers": counters.per_handler(worker_counts),
@@ -204,8 +204,14 @@ def replay(letter_id: str) -> BaseResponse:
     return redirect(url_for("status.overview", message=f"Replay of {letter_id} queued."))
 
 
+def short_time(value: str | None) -> str:
+    """An RFC 3339 time as the page shows it: ``2026-12-01 20:17:49Z``."""
+    return f"{value[:19].replace('T', ' ')}Z" if value else ""
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Register the status page and its session cookie."""
+    app.add_template_filter(short_time, "when")
     app.secret_key = session_secret(settings)
     app.config.update(
         SESSION_COOKIE_NAME="devicehooks_session",

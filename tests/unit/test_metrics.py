@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from app import create_app
+from app import counters, create_app
 from app.batches import make_queue
 from app.config import Settings
 from tests.conftest import HEADERS
@@ -94,3 +94,15 @@ def test_worker_counters_reach_the_scrape_through_redis(settings: Settings, redi
     assert samples[("devicehooks_queue_depth", ())] == 0
     assert samples[("devicehooks_workers", ())] == 0
     assert samples[("devicehooks_async_requests", (("state", "pending"),))] == 0
+
+
+def test_batches_and_events_are_counted_per_minute_for_the_status_page(redis: Redis) -> None:
+    now = 1_764_520_000.0 - 1_764_520_000.0 % 60 + 5
+    counters.count_batch(redis, ["notifications", "notifications", "registrations"], {}, {}, now=now)
+    counters.count_batch(redis, ["notifications"], {}, {}, now=now + 10)
+    assert counters.minute_counts(redis, now + 20)["current"] == {"batches": 2, "events": 4}
+    assert counters.minute_counts(redis, now + 60) == {
+        "previous": {"batches": 2, "events": 4},
+        "current": {"batches": 0, "events": 0},
+    }
+    assert 0 < redis.ttl(counters.minute_key(now)) <= counters.MINUTE_TTL
