@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -199,14 +200,22 @@ def history_entity(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def history(redis: Redis, ep: str, after: str | None, descending: bool) -> list[dict[str, Any]]:
-    """A device's history, ordered by entry id (the history is bounded, so it is read whole)."""
+def history(
+    redis: Redis, ep: str, after: str | None, descending: bool, max_age: float | None = None
+) -> list[dict[str, Any]]:
+    """A device's history, ordered by entry id, without entries older than ``max_age`` seconds (the
+    writer trims by age in whole stream nodes); bounded by count, so it is read whole."""
     key = hist_key(ep)
     if descending:
         rows: Any = redis.xrevrange(key, max=f"({after}" if after else "+", min="-")
     else:
         rows = redis.xrange(key, min=f"({after}" if after else "-", max="+")
-    return [history_entity(text(entry_id), _decoded(fields or {})) for entry_id, fields in rows or ()]
+    oldest_ms = (time.time() - max_age) * 1000 if max_age is not None else None
+    return [
+        history_entity(text(entry_id), _decoded(fields or {}))
+        for entry_id, fields in rows or ()
+        if oldest_ms is None or int(text(entry_id).split("-", 1)[0]) >= oldest_ms
+    ]
 
 
 def store_sizes(redis: Redis) -> dict[str, int]:

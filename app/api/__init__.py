@@ -150,9 +150,12 @@ def list_events(ep: str) -> Response:
     if q.after is not None and not EVENT_ID.match(q.after):
         raise query.invalid("after", "must be an event id such as 1764520000000-0")
     redis = api().redis
-    entries = state.history(redis, ep, q.after, q.descending)
+    max_age = api().settings.state_history_seconds
+    entries = state.history(redis, ep, q.after, q.descending, max_age)
     return jsonify(
-        query.page(entries, q, lambda: sum(1 for e in state.history(redis, ep, None, False) if q.matches(e)))
+        query.page(
+            entries, q, lambda: sum(1 for e in state.history(redis, ep, None, False, max_age) if q.matches(e))
+        )
     )
 
 

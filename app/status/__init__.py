@@ -188,7 +188,9 @@ def device_page(ep: str) -> str:
         "status/device.html",
         device=device,
         values=state.resources(redis, ep),
-        history=state.history(redis, ep, None, True)[:HISTORY_SHOWN],
+        history=state.history(redis, ep, None, True, _the_api().settings.state_history_seconds)[
+            :HISTORY_SHOWN
+        ],
         csrf=_csrf_token(),
     )
 

@@ -102,13 +102,26 @@ def test_one_batch_costs_one_round_trip_whatever_its_size(redis_url: str, redis:
     counted.close()
 
 
-def test_history_is_capped_by_count_and_by_age(redis: Redis) -> None:
-    w = writer(redis, history_max=5, history_seconds=3600)
-    now = time.time()  # history entry ids come from Redis's clock
-    w.write([notification("d", str(i)) for i in range(8)], now=now)
+def test_history_is_capped_by_count(redis: Redis) -> None:
+    w = writer(redis, history_max=5)
+    w.write([notification("d", str(i)) for i in range(8)], now=NOW)
     assert [h["value"] for h in state.history(redis, "d", None, False)] == [3, 4, 5, 6, 7]
-    w.write([notification("d", "99")], now=now + 3601)
-    assert [h["value"] for h in state.history(redis, "d", None, False)] == [99]
+    assert redis.xlen(state.hist_key("d")) == 5
+
+
+def old_entries(redis: Redis, ep: str, count: int) -> None:
+    """History entries recorded two hours ago (entry ids are Redis's clock, so they are set here)."""
+    start_ms = int((time.time() - 7200) * 1000)
+    for i in range(count):
+        redis.xadd(state.hist_key(ep), {"kind": "notifications", "value": "0"}, id=f"{start_ms + i}-0")
+
+
+def test_history_older_than_the_age_bound_is_trimmed_in_whole_nodes_and_hidden(redis: Redis) -> None:
+    old_entries(redis, "d", 550)
+    writer(redis, history_seconds=3600).write([notification("d", "99")])
+    assert redis.xlen(state.hist_key("d")) < 501  # whole old nodes went (a partly old one may stay)
+    assert [h["value"] for h in state.history(redis, "d", None, False, max_age=3600)] == [99]
+    assert [h["value"] for h in state.history(redis, "d", None, True, max_age=3600)] == [99]
 
 
 def test_resources_per_device_are_capped_and_known_paths_still_update(redis: Redis) -> None:
