@@ -118,7 +118,8 @@ def list_devices() -> Response:
             return state.device_count(redis)
         return sum(1 for d in state.iter_devices(redis, None, False) if q.matches(d))
 
-    return jsonify(query.page(state.iter_devices(redis, q.after, q.descending), q, total))
+    devices = state.iter_devices(redis, q.after, q.descending, chunk=q.limit + 1)  # one page, one read
+    return jsonify(query.page(devices, q, total))
 
 
 def _device_or_404(ep: str) -> dict[str, Any]:
