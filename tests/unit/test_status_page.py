@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from flask import request
 from flask.testing import FlaskClient
 from redis import Redis
 from rq import Queue
@@ -12,7 +13,7 @@ from rq.serializers import JSONSerializer
 from app import create_app, state
 from app.config import Settings
 from app.stores import REPLAY_FUNC
-from tests.conftest import SAMPLES
+from tests.conftest import HEADERS, SAMPLES
 from tests.unit.test_api import KEY, NOW
 from workers.deadletters import DeadLetters
 from workers.handlers.state import StateWriter
@@ -114,3 +115,18 @@ def test_the_replay_button_queues_the_replay_job(settings: Settings, redis: Redi
     (job,) = queue.get_jobs()
     assert (job.func_name, job.args) == (REPLAY_FUNC, [letter])
     assert "queued" in client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_sessions_are_opened_only_under_status_so_the_callback_pays_nothing(
+    settings: Settings, redis: Redis
+) -> None:
+    app = create_app({"SETTINGS": settings.with_overrides(management_api_keys=(KEY,)), "REDIS": redis})
+    interface = app.session_interface
+    with app.test_request_context("/notify", method="PUT"):
+        assert interface.is_null_session(interface.open_session(app, request))
+    with app.test_request_context("/status/login"):
+        assert not interface.is_null_session(interface.open_session(app, request))
+    client = app.test_client()
+    response = client.put("/notify", data=b'{"notifications": []}', headers=HEADERS)
+    assert response.status_code == 204
+    assert "Set-Cookie" not in response.headers
