@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,17 +67,21 @@ def test_two_gunicorn_workers_and_a_worker_count_into_one_scrape_and_serve_the_s
     )
     try:
         wait_http(f"{base}/readyz", web)
-        for i in range(20):
-            with requests.Session() as fresh:  # a new connection each time, so both gunicorn workers serve
-                assert (
-                    fresh.put(
-                        f"{base}/notify",
-                        data=notification(f"dev-{i % 4}", str(i)),
-                        headers=HEADERS,
-                        timeout=5,
-                    ).status_code
-                    == 204
+        # Hold one gunicorn worker on a half-sent PUT, so that the other serves the next ones; then let
+        # the first finish: each worker has counted, so only a scrape that adds both up shows the total.
+        body = notification("dev-0", "0")
+        held = socket.create_connection(("127.0.0.1", port), timeout=10)
+        head = f"PUT /notify HTTP/1.1\r\nHost: x\r\nAuthorization: {HEADERS['Authorization']}\r\n"
+        held.sendall(f"{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:10])
+        for i in range(1, 20):
+            with requests.Session() as fresh:
+                response = fresh.put(
+                    f"{base}/notify", data=notification(f"dev-{i % 4}", str(i)), headers=HEADERS, timeout=5
                 )
+                assert response.status_code == 204
+        held.sendall(body[10:])
+        assert held.recv(100).startswith(b"HTTP/1.1 204")
+        held.close()
         assert requests.put(f"{base}/notify", data=b"{}", timeout=5).status_code == 401
         assert len(list(metrics_dir.glob("counter_*.db"))) == 2  # one file per gunicorn worker
         for _ in range(6):  # whichever worker serves the scrape sees every worker's counts
@@ -103,9 +108,10 @@ def test_two_gunicorn_workers_and_a_worker_count_into_one_scrape_and_serve_the_s
         assert [e["value"] for e in history["data"]] == [3.0, 7.0, 11.0, 15.0, 19.0]
         assert requests.get(f"{base}/metrics", timeout=5).status_code == 401
     finally:
-        assert stop(worker) == 0
+        worker_exit = stop(worker)
         stop(web)
         log.close()
+    assert worker_exit == 0
     assert KEY not in (tmp_path / "procs.log").read_text()
 
 
