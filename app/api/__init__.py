@@ -6,6 +6,8 @@ Its own blueprint, registered beside the callback: it never runs code on the cal
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any
 
@@ -38,9 +40,6 @@ RESOURCE_FIELDS = {"path": query.STRING}
 
 def text_decoder(payload_b64: str | None, ct: str | None, path: str) -> tuple[Any, str | None]:
     """The web side decodes text payloads only (the decoding core belongs to the workers)."""
-    import base64
-    import binascii
-
     if not payload_b64 or (ct and not ct.startswith("text/")):
         return None, None
     try:
