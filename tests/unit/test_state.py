@@ -13,7 +13,7 @@ from app import state
 from tests.conftest import SAMPLES
 from workers.events import Event
 from workers.handlers.discovery import load_router
-from workers.handlers.state import NAME, StateWriter, plan
+from workers.handlers.state import CHUNK_DEVICES, NAME, StateWriter, plan
 from workers.testing import events_from_body, make_event
 
 LIFECYCLE = SAMPLES / "state" / "device_lifecycle.json"
@@ -188,3 +188,12 @@ def test_times_parse_from_device_management_formats(raw: object, expected: float
 def test_state_handler_is_loaded_unless_switched_off() -> None:
     assert load_router([], use_entry_points=False, state=True).get(NAME) is not None
     assert load_router([], use_entry_points=False, state=False).get(NAME) is None
+
+
+def test_a_large_batch_is_split_into_script_calls_of_at_most_200_devices(redis: Redis) -> None:
+    w = writer(redis)
+    w.write([notification("warm-up", "1")], now=NOW)
+    redis.config_resetstat()
+    w.write([notification(f"dev-{i}", "1") for i in range(1000)], now=NOW)
+    assert redis.info("commandstats")["cmdstat_evalsha"]["calls"] == 1000 // CHUNK_DEVICES == 5
+    assert state.device_count(redis) == 1001
