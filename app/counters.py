@@ -3,14 +3,17 @@ see every worker, on whatever machine it runs. Shared core: no Flask, no prometh
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from app.redis_conn import text
 
+logger = logging.getLogger(__name__)
 COUNTERS = "devicehooks:metrics:counters"
 MINUTE_PREFIX = "devicehooks:metrics:minute:"
 MINUTE_TTL = 2 * 3600
@@ -34,7 +37,10 @@ def count_dispatch(
     for failure in failures:
         failed[failure.handler.name] = failed.get(failure.handler.name, 0) + len(failure.events)
     delivered = {handler.name: len(matched) - failed.get(handler.name, 0) for handler, matched in work}
-    count_batch(redis, [event.kind for event in events], delivered, failed)
+    try:
+        count_batch(redis, [event.kind for event in events], delivered, failed)
+    except RedisError as exc:  # counting is best effort: failing the job would redeliver every event
+        logger.warning("batch not counted: Redis unavailable (%s)", type(exc).__name__)
 
 
 def count_batch(
@@ -75,7 +81,10 @@ def count_settled(redis: Redis, failures: Sequence[Any], attempt: int) -> None:
         pipe = pipe or redis.pipeline(transaction=False)
         pipe.hincrby(COUNTERS, f"{what}:{failure.handler.name}", 1)
     if pipe is not None:
-        pipe.execute()
+        try:
+            pipe.execute()
+        except RedisError as exc:  # best effort, as in count_dispatch
+            logger.warning("retries and dead letters not counted: Redis unavailable (%s)", type(exc).__name__)
 
 
 def worker_counters(redis: Redis) -> dict[str, str]:

@@ -11,11 +11,12 @@ from redis import Redis
 from app import counters, create_app
 from app.batches import make_queue
 from app.config import Settings
+from app.redis_server import free_port
 from tests.conftest import HEADERS
 from tests.unit.test_api import AUTH, KEY
 from workers.deadletters import DeadLetters
 from workers.dispatch import Dispatcher
-from workers.handlers.delivery import Lanes
+from workers.handlers.delivery import Failure, Lanes
 from workers.handlers.router import Router
 from workers.testing import make_event
 
@@ -106,3 +107,11 @@ def test_batches_and_events_are_counted_per_minute_for_the_status_page(redis: Re
         "current": {"batches": 0, "events": 0},
     }
     assert 0 < redis.ttl(counters.minute_key(now)) <= counters.MINUTE_TTL
+
+
+def test_counting_is_best_effort_when_redis_is_away() -> None:
+    gone = Redis(port=free_port(), socket_connect_timeout=0.5)
+    handler = Router().add(lambda event: None, "notifications", name="h")
+    failure = Failure(handler, [make_event(ep="d", path="/1/0/1", payload="1")], "E: x")
+    counters.count_dispatch(gone, failure.events, [(handler, failure.events)], [failure])
+    counters.count_settled(gone, [failure], attempt=1)
