@@ -45,6 +45,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     verifier = HeaderVerifier(settings.callback_headers, settings.callback_headers_previous)
     batches = BatchQueue(redis, settings.queue_name)
     callback.init_app(app, verifier, batches, settings.max_body_bytes, client_cert_check(settings))
+    from app import api, metrics, status
+
+    api.init_app(app, settings, redis, test_config.get("DM_CLIENT"))
+    metrics.init_app(app, settings, redis)
+    status.init_app(app, settings)
     return app
 
 

@@ -95,6 +95,16 @@ class Settings:
     dead_letters_max_bytes: int = 64 * 1024 * 1024  # all dead letters' events together; the oldest go first
     failed_batches_keep: int = 1_000  # batch jobs that failed for good kept (with their bodies); oldest go
     failed_batches_max_bytes: int = 64 * 1024 * 1024  # their bodies together; the oldest go first
+    # Device state (workers.handlers.state, app.state), the management API and the status page (app.api).
+    state: bool = True
+    state_max_devices: int = 100_000
+    state_max_resources: int = 500
+    state_history_max: int = 1000
+    state_history_seconds: int = 7 * 24 * 3600
+    state_ttl_seconds: int = 30 * 24 * 3600
+    management_api_keys: tuple[str, ...] = ()
+    session_secret: str | None = None
+    metrics_dir: str | None = None
 
     def __repr__(self) -> str:
         """Show the settings without any secret."""
@@ -104,7 +114,8 @@ class Settings:
             f"dm_api_url={self.dm_api_url!r}, dm_api_key={'set' if self.dm_api_key else 'unset'}, "
             f"handlers={self.handlers!r}, queue_name={self.queue_name!r}, "
             f"thingsboard_host={self.thingsboard_host!r}, "
-            f"thingsboard_token={'set' if self.thingsboard_token else 'unset'})"
+            f"thingsboard_token={'set' if self.thingsboard_token else 'unset'}, "
+            f"management_api_keys={len(self.management_api_keys)})"
         )
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -237,6 +248,21 @@ def _resource_types(env: Mapping[str, str]) -> dict[int, str]:
             raise ConfigError(f"LWM2M_RESOURCE_TYPES: type {rtype!r} of resource {rid} is not one of {names}")
         out[int(rid)] = rtype
     return out
+
+
+def _on_off(env: Mapping[str, str], name: str) -> bool:
+    """Parse an on/off switch that defaults to on."""
+    raw = _get(env, name)
+    return True if raw is None else _bool(env, name)
+
+
+def _keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Parse comma-separated secret keys; each must be at least 16 characters."""
+    keys = _list(env, name)
+    for index, key in enumerate(keys):
+        if len(key) < 16:
+            raise ConfigError(f"{name}: key number {index + 1} is shorter than 16 characters")
+    return keys
 
 
 def _channel(env: Mapping[str, str]) -> str:
@@ -427,6 +453,15 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         dead_letters_max_bytes=_int(env, "DEAD_LETTERS_MAX_BYTES", 64 * 1024 * 1024, minimum=64 * 1024),
         failed_batches_keep=_int(env, "FAILED_BATCHES_KEEP", 1_000),
         failed_batches_max_bytes=_int(env, "FAILED_BATCHES_MAX_BYTES", 64 * 1024 * 1024),
+        state=_on_off(env, "STATE"),
+        state_max_devices=_int(env, "STATE_MAX_DEVICES", 100_000),
+        state_max_resources=_int(env, "STATE_MAX_RESOURCES", 500),
+        state_history_max=_int(env, "STATE_HISTORY_MAX", 1000),
+        state_history_seconds=_int(env, "STATE_HISTORY_SECONDS", 7 * 24 * 3600),
+        state_ttl_seconds=_int(env, "STATE_TTL_SECONDS", 30 * 24 * 3600),
+        management_api_keys=_keys(env, "MANAGEMENT_API_KEYS"),
+        session_secret=_get(env, "SESSION_SECRET"),
+        metrics_dir=_get(env, "PROMETHEUS_MULTIPROC_DIR"),
     )
     return settings
 

@@ -35,6 +35,7 @@ class DevRunner:
         self.redis: RedisServer | None = None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.simulator: Any = None  # app.simulator.devrun.DevSimulator when DM_API_KEY is unset
+        self.made_up_key: str | None = None  # MANAGEMENT_API_KEYS for this run when none was configured
 
     def prepare(self) -> config_module.Settings:
         """Fill in what is missing for local use: Redis, a callback secret; validate the rest."""
@@ -48,6 +49,8 @@ class DevRunner:
             self.env["CALLBACK_HEADERS"] = json.dumps({"Authorization": f"Bearer {secret}"})
             self.echo(f"no CALLBACK_HEADERS set: generated a callback secret for this run: Bearer {secret}")
         self.env.setdefault("WEB_CONCURRENCY", "1")
+        if not settings.management_api_keys:
+            self.env["MANAGEMENT_API_KEYS"] = self.made_up_key = secrets.token_urlsafe(24)
         if not settings.dm_api_key:
             from app.simulator.devrun import DevSimulator
 
@@ -132,6 +135,9 @@ class DevRunner:
             f"  curl -X PUT {base}{settings.callback_path} {header_args} "
             f"-H 'Content-Type: application/json' -d '{sample}'"
         )
+        key = self.made_up_key or "<a key from MANAGEMENT_API_KEYS>"
+        self.echo(f"status page: {base}/status (log in with the management key {key})")
+        self.echo(f"metrics: {base}/metrics and API: {base}/api/v1/ (Authorization: Bearer <that key>)")
         self.echo("Ctrl-C stops everything.\n")
 
     def serve(self) -> int:

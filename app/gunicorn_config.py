@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from app import config as _config
 
 _settings = _config.from_env()
+# app.metrics: every gunicorn worker counts into one directory (prometheus-client's multiprocess mode,
+# chosen when prometheus_client is first imported, so it is set here, before the app is loaded).
+_own_metrics_dir = not _settings.metrics_dir
+_metrics_dir = Path(_settings.metrics_dir or tempfile.mkdtemp(prefix="devicehooks-metrics-"))
+_metrics_dir.mkdir(parents=True, exist_ok=True)
+for _stale in _metrics_dir.glob("*.db"):
+    _stale.unlink()
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency
@@ -54,3 +65,18 @@ def when_ready(server: Any) -> None:
         dm_logger.propagate = False
     local_url = f"http://127.0.0.1:{_settings.port}{_settings.callback_path}"
     start_background(_settings, local_url=local_url)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A gunicorn worker exited: its live gauges leave the multiprocess directory (counters stay)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(_metrics_dir))
+
+
+def on_exit(server: Any) -> None:
+    """gunicorn stops: remove the metrics directory it made up."""
+    if _own_metrics_dir:
+        import shutil
+
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -1,15 +1,17 @@
-"""The stores devicehooks keeps in Redis: their keys, their bounds, and a pure reader of their sizes.
+"""The stores devicehooks keeps in Redis: their keys, their bounds, and pure readers over them.
 
 Every store is bounded by count, by bytes and by time (README, "Delivery guarantees"): rejection records
 and quarantined bodies keep at most a configured number of bytes per item (the rest as a truncated copy
 plus the sha256 and size of the whole), dead letters a configured total of bytes, and all of them expire.
-The reader is shared by ``devicehooks status`` and the web's ``/readyz?details=1``: it lives here, in the
-shared core, because the web never imports ``workers``.
+The web never imports ``workers``, so the key names live here (``workers.deadletters`` and
+``workers.rejections`` import them), and so do the readers that ``devicehooks status``,
+``/readyz?details=1`` and the management API share (they only read, except :func:`delete_dead_letter`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,8 @@ QUARANTINE_INDEX = "devicehooks:quarantine-index"
 DEAD_INDEX = "devicehooks:dead"
 DEAD_PREFIX = "devicehooks:dead:"
 DEAD_SIZES = "devicehooks:dead-sizes"
+REJECTIONS_LIST = REJECTIONS
+REPLAY_FUNC = "workers.jobs.replay_dead_letter"
 DAY = 24 * 3600
 
 
@@ -116,3 +120,69 @@ def store_sizes(redis: Redis, queue_name: str) -> dict[str, int]:
         "quarantine",
     ]
     return dict(zip(names, (int(v) for v in pipe.execute()), strict=True))
+
+
+_DEAD_SUMMARY = ("id", "handler", "count", "error", "attempts", "failed_at", "source")
+
+
+def _dead_row(fields: tuple[str, ...], values: list[Any]) -> dict[str, Any]:
+    """One dead letter's fields with their types."""
+    row: dict[str, Any] = {name: text(value) for name, value in zip(fields, values, strict=True)}
+    for name in ("count", "attempts"):
+        if name in row:
+            row[name] = int(row[name])
+    if "failed_at" in row:
+        row["failed_at"] = float(row["failed_at"])
+    return row
+
+
+def dead_letter_ids(redis: Redis) -> list[str]:
+    """Every dead letter id, sorted."""
+    return sorted(text(i) for i in redis.zrange(DEAD_INDEX, 0, -1))
+
+
+def dead_letter_summaries(redis: Redis, ids: list[str]) -> list[dict[str, Any]]:
+    """The summaries (no events, no traceback) of these dead letters; missing ones are left out."""
+    pipe = redis.pipeline(transaction=False)
+    for letter_id in ids:
+        pipe.hmget(DEAD_PREFIX + letter_id, _DEAD_SUMMARY)
+    return [_dead_row(_DEAD_SUMMARY, values) for values in pipe.execute() if values[0] is not None]
+
+
+def dead_letter(redis: Redis, letter_id: str) -> dict[str, Any] | None:
+    """One dead letter with its events and traceback, or None."""
+    raw = redis.hgetall(DEAD_PREFIX + letter_id)
+    if not raw:
+        return None
+    fields = tuple(text(k) for k in raw)
+    letter = _dead_row(fields, list(raw.values()))
+    letter["events"] = json.loads(letter["events"])
+    return letter
+
+
+def delete_dead_letter(redis: Redis, letter_id: str) -> bool:
+    """Delete one dead letter; False when it did not exist."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.delete(DEAD_PREFIX + letter_id)
+    pipe.zrem(DEAD_INDEX, letter_id)
+    pipe.hdel(DEAD_SIZES, letter_id)
+    deleted, _, _ = pipe.execute()
+    return bool(deleted)
+
+
+def rejection_id(record: dict[str, Any], raw: bytes) -> str:
+    """A rejection's id: its time in microseconds (so ids sort by time) and a digest of the record."""
+    at = int(float(record.get("at") or 0) * 1_000_000)
+    return f"r{at:017d}{hashlib.blake2b(raw, digest_size=4).hexdigest()}"
+
+
+def rejections(redis: Redis) -> list[dict[str, Any]]:
+    """Every kept rejection record with its id, sorted by id (oldest first)."""
+    out = []
+    for raw in redis.lrange(REJECTIONS_LIST, 0, -1):
+        data = raw if isinstance(raw, bytes) else str(raw).encode()
+        record = json.loads(data)
+        record["id"] = rejection_id(record, data)
+        out.append(record)
+    out.sort(key=lambda r: r["id"])
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -21,9 +22,11 @@ def current_request_id() -> str:
     return rid
 
 
-def error_response(code: int, type_: str, message: str, retry_after: int | None = None) -> Response:
+def error_response(
+    code: int, type_: str, message: str, retry_after: int | None = None, fields: list[Any] | None = None
+) -> Response:
     """Build an error-model response for the current request."""
-    response = Response(error_body(code, type_, message, current_request_id()), status=code)
+    response = Response(error_body(code, type_, message, current_request_id(), fields), status=code)
     response.mimetype = "application/json"
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
@@ -32,7 +35,7 @@ def error_response(code: int, type_: str, message: str, retry_after: int | None 
 
 def _on_devicehooks_error(exc: DevicehooksError) -> Response:
     """Map the project's exceptions to the error model."""
-    return error_response(exc.code, exc.type, exc.message, exc.retry_after)
+    return error_response(exc.code, exc.type, exc.message, exc.retry_after, exc.fields)
 
 
 def _on_http_exception(exc: HTTPException) -> Response:

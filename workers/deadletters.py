@@ -8,7 +8,6 @@ byte budget keeps a truncated copy with the size and sha256 of the whole; it can
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from redis import Redis
 
 from app.redis_conn import text
-from app.stores import DEAD_INDEX, DEAD_PREFIX, DEAD_SIZES, StoreLimits, clip
+from app.stores import DEAD_INDEX, DEAD_PREFIX, DEAD_SIZES, StoreLimits, clip, dead_letter, delete_dead_letter
 from workers.storable import dumps_safe
 
 INDEX = DEAD_INDEX
@@ -88,15 +87,7 @@ class DeadLetters:
 
     def get(self, letter_id: str) -> dict[str, Any] | None:
         """One dead letter with its events, or None."""
-        raw = self.redis.hgetall(PREFIX + letter_id)
-        if not raw:
-            return None
-        letter: dict[str, Any] = {text(k): text(v) for k, v in raw.items()}
-        letter["events"] = json.loads(letter["events"])
-        letter["count"] = int(letter["count"])
-        letter["attempts"] = int(letter["attempts"])
-        letter["failed_at"] = float(letter["failed_at"])
-        return letter
+        return dead_letter(self.redis, letter_id)
 
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
         """The newest dead letters, without their events and tracebacks."""
@@ -115,12 +106,7 @@ class DeadLetters:
 
     def remove(self, letter_id: str) -> bool:
         """Delete one dead letter; False when it did not exist."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(PREFIX + letter_id)
-        pipe.zrem(INDEX, letter_id)
-        pipe.hdel(DEAD_SIZES, letter_id)
-        deleted, _, _ = pipe.execute()
-        return bool(deleted)
+        return delete_dead_letter(self.redis, letter_id)
 
     def purge(self) -> int:
         """Delete every dead letter; return how many."""

@@ -25,7 +25,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 
-from app import weather
+from app import counters, weather
 from app.backoff import jittered
 from app.stores import StoreLimits
 from workers.deadletters import DeadLetters
@@ -88,7 +88,10 @@ class Dispatcher:
 
     def dispatch(self, events: list[Event], source: str) -> list[Failure]:
         """First delivery of a batch's events to every matching handler."""
-        return self._deliver_and_settle(self.router.matching(events), 1, source)
+        work = self.router.matching(events)
+        failures = self._deliver_and_settle(work, 1, source)
+        counters.count_dispatch(self.redis, events, work, failures)
+        return failures
 
     def deliver_to(self, handler_name: str, events: list[Event], source: str) -> int:
         """Deliver events to one named handler, whatever its filters; return how many failed."""
@@ -123,6 +126,7 @@ class Dispatcher:
         for failure in failures:
             if failure.events:
                 self._settle_contained(failure, attempt, source)
+        counters.count_settled(self.redis, failures, attempt)
         return failures
 
     def _settle_contained(self, failure: Failure, attempt: int, source: str) -> None:

@@ -12,6 +12,7 @@ from app.redis_conn import raw
 from workers import asyncs, runtime
 from workers.batch import BatchError, parse_batch
 from workers.directory import learn_and_fill
+from workers.dispatch import replay
 from workers.events import Event
 
 logger = logging.getLogger(__name__)
@@ -70,3 +71,14 @@ def redeliver(handler_name: str, key: str, attempt: int, source: str) -> dict[st
     """Retry one handler's failed events from an earlier delivery."""
     failed = runtime.current().dispatcher.redeliver(handler_name, key, attempt, source)
     return {"handler": handler_name, "attempt": attempt, "failed": failed}
+
+
+def replay_dead_letter(letter_id: str) -> dict[str, Any]:
+    """Replay a dead letter queued by the management API or the status page (``app.stores.REPLAY_FUNC``)."""
+    rt = runtime.current()
+    try:
+        job_id = replay(rt.redis, rt.queue, letter_id)
+    except KeyError:
+        logger.warning("replay of %s: the dead letter is gone (replayed or deleted already)", letter_id)
+        return {"missing": letter_id}
+    return {"replayed": letter_id, "job": job_id}

@@ -535,3 +535,18 @@ def sweep_forever(
         for result in expired:
             if on_timeout is not None:
                 on_timeout(result)
+
+
+def request_ids(tracker: AsyncTracker, limit: int = 10_000) -> list[str]:
+    """Ids of the requests whose records still exist (pending and settled), sorted; at most ``limit``.
+
+    Records expire after their timeout plus ``result_ttl``, so the set is bounded by the request rate.
+    """
+    pattern = f"{tracker.prefix}rec:*"
+    start = len(tracker.prefix) + len("rec:")
+    ids = []
+    for key in tracker.redis.scan_iter(match=pattern, count=1000):
+        ids.append((_text(key) or "")[start:])
+        if len(ids) >= limit:
+            break
+    return sorted(ids)

@@ -30,17 +30,29 @@ from app.backoff import jittered
 from app.config import ConfigError, Settings
 from app.dm.client import DMClient, client_from_settings
 from app.errors import DMApiError, DMUnauthorized
+from app.redis_conn import text
 
 logger = logging.getLogger(__name__)
 
 MAX_CALLBACK_CHARS = 400
 LOCK_NAME = "devicehooks:dm:registration:lock"
 CHECKED_KEY = "devicehooks:dm:registration:checked"
+STATUS_KEY = "devicehooks:dm:registration:status"  # the last check's outcome, url and time (status page)
 PRESUBSCRIPTION_KEYS = frozenset({"endpoint-name", "endpoint-type", "resource-path"})
 
 REGISTERED = "registered"
 UNCHANGED = "unchanged"
 BUSY = "busy"
+
+
+def record_check(redis: Redis, outcome: str, url: str) -> None:
+    """Keep the outcome of the last registration check, for the status page."""
+    redis.hset(STATUS_KEY, mapping={"outcome": outcome, "url": url, "checked_at": repr(time.time())})
+
+
+def last_check(redis: Redis) -> dict[str, str]:
+    """The last registration check (outcome, url, checked_at), empty when none was recorded."""
+    return {text(k): text(v) for k, v in redis.hgetall(STATUS_KEY).items()}
 
 
 def check_callback(settings: Settings) -> tuple[str, dict[str, str]]:
@@ -224,6 +236,7 @@ class Registrar:
             try:
                 outcome = self.ensure(force=force)
                 if outcome != BUSY:
+                    record_check(self.redis, outcome, self.url)
                     return outcome
                 logger.info("another process holds the registration lock; retrying")
             except DMUnauthorized as exc:

@@ -60,8 +60,13 @@ def load_entry_point_routers() -> list[tuple[str, Router]]:
 def load_router(
     specs: tuple[str, ...] | list[str], use_entry_points: bool = True, settings: Settings | None = None
 ) -> Router:
-    """One router composed of every configured handler module, installed entry point and built-in."""
+    """One router composed of every configured handler module, installed entry point and built-in: the
+    state handler first when ``settings.state``, the ThingsBoard handler when THINGSBOARD_HOST is set."""
     router = Router()
+    if settings is not None and settings.state:
+        from workers.handlers.state import router as state_router
+
+        router.include(state_router)
     if settings is not None and settings.thingsboard_host and THINGSBOARD_HANDLER not in specs:
         specs = [*specs, THINGSBOARD_HANDLER]
     for spec in specs:
