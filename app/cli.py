@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from app import config as config_module
 from app import logs
+from app.dm.asyncs import AsyncResult
 
 
 def _setup_logging(level: str) -> None:
@@ -66,7 +68,16 @@ def _add_commands() -> None:
 
     for command in COMMANDS:
         main.add_command(command)
-    add_commands(main)
+    add_commands(main, _decode_result)
+
+
+def _decode_result(result: AsyncResult) -> Any:
+    """An async result's value, decoded like the worker does (the object model of LWM2M_OBJECTS)."""
+    from workers.asyncs import event_from_result
+    from workers.decoding import load_object_model
+
+    model = load_object_model(config_module.from_env().object_model_files)
+    return event_from_result(result, model).value
 
 
 _add_commands()

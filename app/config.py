@@ -46,6 +46,7 @@ class Settings:
     presubscriptions_file: str | None = None
     log_level: str = "INFO"
     callback_check_minutes: int = 10  # app.dm.registration: how often the callback registration is checked
+    test_kill_at: tuple[str, ...] = ()  # workers.faults: named points where a worker SIGKILLs itself (tests)
 
     def __repr__(self) -> str:
         """Show the settings without any secret."""
@@ -177,6 +178,20 @@ def _log_level(env: Mapping[str, str]) -> str:
     return raw
 
 
+# Where DEVICEHOOKS_TEST_KILL_AT may make a worker SIGKILL itself: the async hand-off points (tests only).
+KILL_POINTS = ("batch-after-resolve", "async-before-call", "async-after-call")
+
+
+def _kill_points(env: Mapping[str, str]) -> tuple[str, ...]:
+    """DEVICEHOOKS_TEST_KILL_AT: comma-separated names from KILL_POINTS."""
+    points = _list(env, "DEVICEHOOKS_TEST_KILL_AT")
+    unknown = [point for point in points if point not in KILL_POINTS]
+    if unknown:
+        known = ", ".join(KILL_POINTS)
+        raise ConfigError(f"DEVICEHOOKS_TEST_KILL_AT: unknown point(s) {unknown}; known: {known}")
+    return points
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from the environment."""
     env = os.environ if env is None else env
@@ -206,6 +221,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         presubscriptions_file=_get(env, "PRESUBSCRIPTIONS_FILE"),
         log_level=_log_level(env),
         callback_check_minutes=_int(env, "CALLBACK_CHECK_MINUTES", 10),
+        test_kill_at=_kill_points(env),
     )
     return settings
 

@@ -194,8 +194,7 @@ def run(burst: bool = False, name: str | None = None) -> bool:
     release_dead_scheduler_lock(rt.queue)
     recover_abandoned(rt.queue)
     stop = threading.Event()
-    if not burst:
-        asyncs.start_sweeper(rt.tracker, rt.queue.enqueue, stop)
+    sweeper = None if burst else asyncs.start_sweeper(rt.tracker, stop)
     worked = False
     restarts: list[float] = []
     try:
@@ -212,5 +211,7 @@ def run(burst: bool = False, name: str | None = None) -> bool:
             if not _recover_after_error(rt, worker, stop):
                 return worked
     finally:
+        if sweeper is not None:
+            asyncs.stop_sweeper(sweeper, stop)
         stop.set()
         rt.lanes.shutdown()

@@ -17,7 +17,6 @@ from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 from rq.serializers import JSONSerializer
 
 from app.batches import BatchQueue, make_queue
-from app.dm.asyncs import AsyncTracker
 from app.redis_server import RedisServer
 from tests.benchmarks.common import product_env, start_worker
 from tests.benchmarks.soak import Soak, SoakConfig
@@ -47,32 +46,6 @@ def test_nothing_lost_and_async_exactly_once_under_faults(tmp_path: Path) -> Non
 
 
 # --- the fixes the soak led to, each on its own (fast) ----------------------------------------------
-
-
-def _response(async_id: str) -> dict[str, object]:
-    """An async-responses item carrying 21.5 as text."""
-    return {"id": async_id, "status": 200, "payload": "MjEuNQ==", "ct": "text/plain"}
-
-
-def test_a_rerun_of_the_resolving_job_gets_the_named_result_again(redis: Redis) -> None:
-    tracker = AsyncTracker(redis, queue_name="test")
-    async_id = tracker.create("ep-1", "GET", "/3303/0/5700", handler="pkg:on_value")
-    first = tracker.resolve(_response(async_id), owner="job-1")
-    assert first is not None
-    assert first.value == 21.5
-    assert tracker.resolve(_response(async_id), owner="job-2") is None  # a duplicate in another batch
-    again = tracker.resolve(_response(async_id), owner="job-1")  # job-1 was killed before its hand-off
-    assert again is not None
-    assert (again.handler, again.value, again.ep) == ("pkg:on_value", 21.5, "ep-1")
-    tracker.confirm_handoff([async_id])
-    assert tracker.resolve(_response(async_id), owner="job-1") is None
-
-
-def test_a_request_without_handler_owes_no_handoff(redis: Redis) -> None:
-    tracker = AsyncTracker(redis, queue_name="test")
-    async_id = tracker.create("ep-1", "GET", "/3303/0/5700")
-    assert tracker.resolve(_response(async_id), owner="job-1") is not None
-    assert tracker.resolve(_response(async_id), owner="job-1") is None
 
 
 def test_redelivery_jobs_are_retried_when_their_worker_dies(redis: Redis) -> None:
