@@ -25,7 +25,7 @@ from tests.support import stop, wait_until
 from workers.dispatch import FOLLOW_UP_RETRY_INTERVALS, Dispatcher
 from workers.handlers.delivery import Lanes
 from workers.handlers.router import Router
-from workers.worker import release_dead_scheduler_lock
+from workers.recovery import release_dead_scheduler_lock
 
 pytestmark = pytest.mark.slow
 
