@@ -213,6 +213,15 @@ def recover(queue: Queue, gone: Collection[str] = ()) -> list[str]:
     return recovered
 
 
+def recover_quietly(queue: Queue, gone: Collection[str] = ()) -> list[str]:
+    """:func:`recover`, with Redis away, full or read-only taken as weather: logged, left to the next pass."""
+    try:
+        return recover(queue, gone)
+    except RedisError as exc:
+        logger.warning("recovery pass skipped: Redis unavailable (%s); the next pass retries", exc)
+        return []
+
+
 class Heartbeat:
     """This process's liveness, per RQ worker name, and the periodic recovery pass, in two threads."""
 

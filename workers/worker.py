@@ -38,7 +38,7 @@ class DevicehooksWorker(SimpleWorker):
             recovery.release_dead_scheduler_lock(queue)
         super().run_maintenance_tasks()
         for queue in self.queues:
-            recovery.recover(queue)
+            recovery.recover_quietly(queue)
 
 
 def wait_for_redis(redis: Redis, stop: threading.Event) -> bool:
@@ -89,7 +89,7 @@ def _recover_after_error(rt: runtime.Runtime, worker: DevicehooksWorker, stop: t
     try:
         if not wait_for_redis(rt.redis, stop):
             return False
-        recovery.recover(rt.queue, gone={worker.name})
+        recovery.recover_quietly(rt.queue, gone={worker.name})
         return not stop.is_set()
     finally:
         for sig, handler in previous.items():
@@ -106,7 +106,7 @@ def run(burst: bool = False, name: str | None = None) -> bool:
     rt = runtime.install(runtime.build())
     for handler in rt.router.handlers:
         logger.info("handler %s", handler.describe())
-    recovery.recover(rt.queue)
+    recovery.recover_quietly(rt.queue)
     stop = threading.Event()
     sweeper = None if burst else asyncs.start_sweeper(rt.tracker, stop)
     heartbeat = recovery.Heartbeat(rt.redis, rt.queue, threading.Event())

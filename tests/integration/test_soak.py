@@ -1,6 +1,8 @@
-"""A short soak under faults (tests/benchmarks/soak.py): one Redis restart, one worker SIGKILLed mid-batch,
-one web restart and a handler failing 10% of its calls, while the simulator sends 5,000 notifications and
-async requests. Nothing may be lost and every async request reaches its handler exactly once."""
+"""A short soak under faults (tests/benchmarks/soak.py): a Redis restart, a worker SIGKILLed mid-batch, a web
+restart, a Redis SIGKILL (appendfsync everysec), Redis full for 3 s, idle connections closed, poison bodies,
+workers killed at each async hand-off point, and a handler failing 10% of its calls, while the simulator
+sends 5,000 notifications and async requests. Nothing acknowledged may be lost (but the writes Redis' own
+fsync contract allows it to lose, counted apart) and every async request reaches its handler exactly once."""
 
 from __future__ import annotations
 
@@ -33,16 +35,22 @@ pytestmark = pytest.mark.slow
 def test_nothing_lost_and_async_exactly_once_under_faults(tmp_path: Path) -> None:
     config = SoakConfig(
         notifications=5_000, duration=12, async_requests=30, kills=1, workers=1, batch_size=500,
-        timeout=110, logs=tmp_path,
+        timeout=150, logs=tmp_path, redis_full=3.0, poison=5,
     )  # fmt: skip
     report = Soak(config, echo=lambda line: None).run()
     summary = report.markdown()
     assert report.finished, summary
-    assert report.sent == 5_000, summary
+    assert report.sent == 5_000 + 5 * 3, summary  # the simulator's, and the poison bodies' good ones
     assert report.lost == 0, summary
+    assert report.failed_jobs == 0, summary
+    assert report.rejections >= 5 * 2, summary  # each poison body's two bad items, with their reasons
     assert report.async_issued > 0, summary
-    assert report.async_calls == Counter({1: report.async_issued}), summary
-    assert [f.name for f in report.faults] == ["redis-restart", "worker-kill-1", "web-restart"], summary
+    assert report.async_calls == Counter({1: report.async_issued - report.async_window}), summary
+    assert [f.name for f in report.faults] == [
+        "redis-restart", "worker-kill-1", "web-restart", "redis-kill", "redis-full", "idle-timeout",
+        "poison", "async-kill-batch-after-resolve", "async-kill-async-before-call",
+        "async-kill-async-after-call",
+    ], summary  # fmt: skip
 
 
 # --- the fixes the soak led to, each on its own (fast) ----------------------------------------------
