@@ -85,9 +85,13 @@ def _zombie(pid: int) -> bool:
     return bool(fields) and fields[0] == "Z"
 
 
-def worker_gone(redis: Redis, name: str | None) -> bool:
+def worker_gone(redis: Redis, name: str | None, use_heartbeats: bool = True) -> bool:
     """True when the named worker is dead: its heartbeat expired, its pid on this host is gone, or (a
-    worker without heartbeat) its RQ registration expired or recorded its death."""
+    worker without heartbeat) its RQ registration expired or recorded its death.
+
+    ``use_heartbeats=False`` right after Redis was away or full: heartbeats could not be refreshed then,
+    so a missing one proves nothing until every live worker had the time to beat again.
+    """
     if not name:
         return True
     data = redis.hmget(f"rq:worker:{name}", ["hostname", "pid", "death"])
@@ -96,12 +100,12 @@ def worker_gone(redis: Redis, name: str | None) -> bool:
         return True
     if hostname == socket.gethostname() and pid is not None and not _pid_alive(int(pid)):
         return True
-    if redis.sismember(HEARTBEAT_SET, name):
+    if use_heartbeats and redis.sismember(HEARTBEAT_SET, name):
         return not redis.exists(HEARTBEAT_PREFIX + name)
     return hostname is None
 
 
-def recover_abandoned(queue: Queue, gone: Collection[str] = ()) -> list[str]:
+def recover_abandoned(queue: Queue, gone: Collection[str] = (), use_heartbeats: bool = True) -> list[str]:
     """Put started jobs whose worker is dead back on the queue now, counting one try of their Retry.
 
     An interruption is no failure to back off from, so the job is queued at once (RQ's own ``retry``
@@ -113,7 +117,7 @@ def recover_abandoned(queue: Queue, gone: Collection[str] = ()) -> list[str]:
     requeued, exhausted = [], []
     for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
         job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
-        if job.worker_name not in gone and not worker_gone(redis, job.worker_name):
+        if job.worker_name not in gone and not worker_gone(redis, job.worker_name, use_heartbeats):
             continue
         member = f"{job_id}:{execution_id}"
         if job.retries_left and job.get_status() == JobStatus.STARTED:
@@ -195,7 +199,7 @@ def prune_heartbeats(redis: Redis) -> None:
             redis.srem(HEARTBEAT_SET, name)
 
 
-def recover(queue: Queue, gone: Collection[str] = ()) -> list[str]:
+def recover(queue: Queue, gone: Collection[str] = (), use_heartbeats: bool = True) -> list[str]:
     """One recovery pass: a dead scheduler's lock, dead workers' started jobs, stuck intermediate jobs.
 
     One pass at a time across every worker and machine (a lock), so a job is never queued twice.
@@ -206,7 +210,7 @@ def recover(queue: Queue, gone: Collection[str] = ()) -> list[str]:
         return []
     try:
         release_dead_scheduler_lock(queue)
-        recovered = recover_abandoned(queue, gone) + requeue_stuck_intermediate(queue)
+        recovered = recover_abandoned(queue, gone, use_heartbeats) + requeue_stuck_intermediate(queue)
         prune_heartbeats(redis)
     finally:
         release_lock(redis, RECOVERY_LOCK, token)
@@ -214,9 +218,10 @@ def recover(queue: Queue, gone: Collection[str] = ()) -> list[str]:
 
 
 def recover_quietly(queue: Queue, gone: Collection[str] = ()) -> list[str]:
-    """:func:`recover`, with Redis away, full or read-only taken as weather: logged, left to the next pass."""
+    """:func:`recover` without trusting heartbeats (at startup, after an outage), Redis trouble taken as
+    weather: logged, left to the next pass of the recovery thread."""
     try:
-        return recover(queue, gone)
+        return recover(queue, gone, use_heartbeats=False)
     except RedisError as exc:
         logger.warning("recovery pass skipped: Redis unavailable (%s); the next pass retries", exc)
         return []
@@ -233,6 +238,7 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._failing: set[str] = set()
+        self._beating_since: float | None = None  # monotonic time of the first good beat since an outage
 
     def serve(self, name: str) -> None:
         """Beat for worker ``name`` from now on (a restarted RQ worker gets a new name); beat at once."""
@@ -249,11 +255,23 @@ class Heartbeat:
             pipe = self.redis.pipeline(transaction=True)
             pipe.sadd(HEARTBEAT_SET, name)
             pipe.set(HEARTBEAT_PREFIX + name, f"{socket.gethostname()} {os.getpid()}", ex=HEARTBEAT_TTL)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except RedisError:
+                self._beating_since = None
+                raise
+            if self._beating_since is None:
+                self._beating_since = time.monotonic()
+
+    def heartbeats_trusted(self) -> bool:
+        """True once this process has beaten for two intervals in a row: a live worker anywhere had the
+        time to refresh a heartbeat that an outage (Redis away, full) let expire."""
+        since = self._beating_since
+        return since is not None and time.monotonic() - since >= 2 * HEARTBEAT_INTERVAL
 
     def recover_once(self) -> list[str]:
         """One recovery pass (skipped while another worker runs one)."""
-        return recover(self.queue)
+        return recover(self.queue, use_heartbeats=self.heartbeats_trusted())
 
     def start(self) -> None:
         """Start the heartbeat and recovery threads (daemons; they end with ``stop``)."""

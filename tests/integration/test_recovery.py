@@ -11,18 +11,28 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from redis import Redis
+from redis.exceptions import OutOfMemoryError
 
 from app.batches import BatchQueue, make_queue
 from tests.benchmarks.common import process_tree
 from tests.fixtures.recovery_handlers import BLOCK, CALLS, GATE
 from tests.integration.workers import ROOT, running_worker, start_worker, worker_env
 from tests.support import stop, wait_until
-from workers.recovery import HEARTBEAT_TTL, requeue_stuck_intermediate
+from workers.recovery import (
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_PREFIX,
+    HEARTBEAT_SET,
+    HEARTBEAT_TTL,
+    Heartbeat,
+    requeue_stuck_intermediate,
+    worker_gone,
+)
 
 pytestmark = pytest.mark.slow
 HANDLERS = "tests.fixtures.recovery_handlers"
@@ -167,3 +177,31 @@ def test_a_started_job_in_the_intermediate_list_is_left_alone(redis: Redis) -> N
     assert requeue_stuck_intermediate(queue, now + 61) == []  # seen anew
     assert requeue_stuck_intermediate(queue, now + 70) == [job]
     assert redis.lrange(queue.key, 0, -1) == [job.encode()]
+
+
+def test_a_missing_heartbeat_is_not_trusted_right_after_an_outage(redis: Redis) -> None:
+    redis.hset("rq:worker:w-elsewhere", mapping={"hostname": OTHER_HOST, "pid": 1})
+    redis.sadd(HEARTBEAT_SET, "w-elsewhere")  # it kept a heartbeat, now expired
+    assert worker_gone(redis, "w-elsewhere")
+    assert not worker_gone(redis, "w-elsewhere", use_heartbeats=False)  # maybe it could not beat either
+    redis.set(HEARTBEAT_PREFIX + "w-elsewhere", "beating", ex=HEARTBEAT_TTL)
+    assert not worker_gone(redis, "w-elsewhere")
+
+
+def test_heartbeats_are_trusted_only_after_two_good_beats_in_a_row(redis: Redis) -> None:
+    beats = Heartbeat(redis, make_queue(redis, "test"), threading.Event())
+    beats.serve("w-here")
+    assert not beats.heartbeats_trusted()  # one beat: others may not have beaten since an outage
+    assert redis.ttl(HEARTBEAT_PREFIX + "w-here") > 0
+    beats._beating_since = time.monotonic() - 2 * HEARTBEAT_INTERVAL  # two intervals of good beats
+    assert beats.heartbeats_trusted()
+    redis.config_set("maxmemory-policy", "noeviction")
+    redis.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(OutOfMemoryError):
+            beats.beat()
+    finally:
+        redis.config_set("maxmemory", 0)
+    assert not beats.heartbeats_trusted()
+    beats.close()
+    assert not redis.exists(HEARTBEAT_PREFIX + "w-here")
