@@ -113,20 +113,10 @@ def resolve(
                 raise
             reason = f"async-response not resolved: {type(exc).__name__}: {exc}"
             logger.warning("%s\n%s", reason, traceback.format_exc())
-            rejected.append(Rejection(KIND, index, reason, _safe_item(event)))
+            rejected.append(Rejection(KIND, index, reason, event.to_dict()))  # JSON escapes a lone surrogate
             continue
         kept.append(event)
     return kept, rejected
-
-
-def _safe_item(event: Event) -> dict[str, Any]:
-    """The item as JSON can store it (a lone surrogate becomes its escape)."""
-    item = event.to_dict()
-    for key in ("id", "error", "ep"):
-        value = item.get(key)
-        if isinstance(value, str):
-            item[key] = value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return item
 
 
 def deliver(rt: Runtime, async_id: str, source: str) -> dict[str, Any]:
