@@ -3,9 +3,9 @@
     python -m tests.benchmarks.recovery [--runs 5]
 
 Each run: a private redis-server; a worker takes a one-notification batch whose handler blocks inside
-the job (tests/fixtures/recovery_handlers.py); a second worker is idle; the first is SIGKILLed with its
-scheduler child. Pickup = the handler's second call minus the kill. Three cases, side by side with the
-limit each must meet:
+the job (tests/fixtures/recovery_handlers.py); a second worker is idle; after a random 0-3 s (so the kill
+falls anywhere between two recovery passes) the first is SIGKILLed with its scheduler child.
+Pickup = the handler's second call minus the kill. Three cases, side by side with the limit each must meet:
 
 - same host: the dead worker's pid is gone (limit 15 s);
 - another machine: the dead worker runs in its own UTS namespace (``unshare --uts``, root), so its
@@ -17,6 +17,7 @@ limit each must meet:
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 import time
@@ -48,6 +49,7 @@ def _kill_case(redis: Redis, url: str, logs: Path, elsewhere: bool) -> float:
         wait_until(lambda: calls(redis), 30, "the job to start")
         with running_worker(env, logs / "survivor.log"):
             wait_until(lambda: redis.scard("rq:workers") >= 2, 30, "the second worker")
+            time.sleep(random.uniform(0, 3))  # a random phase against the 2 s recovery passes
             killed_at = kill_tree(doomed)
             wait_until(lambda: len(calls(redis)) == 2, 60, "the job running again")
             return float(calls(redis)[1]["t"]) - killed_at  # type: ignore[arg-type]
