@@ -12,8 +12,9 @@ must have reached the healthy handler, and every async request must have reached
 - what the soak checks after a Redis SIGKILL: with ``appendfsync everysec`` Redis may lose the writes of
   the last second before the kill, by its own contract, acknowledged batches included. A notification
   whose batch was acknowledged within FSYNC_WINDOW (2 s) before a SIGKILL and that never arrived is
-  counted apart ("lost in Redis' fsync window", reported, allowed); so is an async request issued or
-  answered in that window. Anything else lost fails the run;
+  counted apart ("lost in Redis' fsync window", reported, allowed); so is an async request issued,
+  answered or handed to its handler in that window (Redis may forget the settlement or the call's
+  claim, so the handler may be called again). Anything else lost fails the run;
 - poison: batches PUT straight to the web with an async-response whose id Redis cannot encode
   (``"\ud800"``) and an item that fails validation, next to good notifications that must all arrive;
 - async hand-off kills: a worker started with ``DEVICEHOOKS_TEST_KILL_AT`` dies at each named point
@@ -778,6 +779,7 @@ class Soak:
             for i in self.async_ids
             if self.in_fsync_window(self.async_issued_at.get(i))
             or self.in_fsync_window(acked_at.get(f"async-responses:{i}"))
+            or any(self.in_fsync_window(call.t) for call in self.asyncs.deliveries.get(i, []))
         }
         report.async_window = len(windowed)
         report.async_calls = Counter(
