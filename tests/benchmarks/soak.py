@@ -16,7 +16,8 @@ must have reached the healthy handler, and every async request must have reached
   answered or handed to its handler in that window (Redis may forget the settlement or the call's
   claim, so the handler may be called again). Anything else lost fails the run;
 - poison: batches PUT straight to the web with an async-response whose id Redis cannot encode
-  (``"\ud800"``) and an item that fails validation, next to good notifications that must all arrive;
+  (``"\ud800"``) or whose id is a number, and an item that fails validation, next to good
+  notifications that must all arrive;
 - async hand-off kills: a worker started with ``DEVICEHOOKS_TEST_KILL_AT`` dies at each named point
   (after settling a batch's async-responses, before and after a named handler's call);
 - settled means: the sender idle and nothing queued, in RQ's intermediate list, started, scheduled or
@@ -429,37 +430,52 @@ class Soak:
         return fault
 
     def send_poison(self) -> Fault:
-        """PUT bodies that mix good notifications with poison straight to the web (retrying a 503)."""
+        """PUT bodies that mix good notifications with poison straight to the web (retrying a 503).
+
+        Even bodies carry an async-response whose id Redis cannot encode (``"\\ud800"``, valid JSON);
+        odd ones an async-response whose id is a number. Each also has a notification without a path.
+        A web that refuses a body outright (4xx) is not retried and its good notifications not expected.
+        """
         fault = Fault("poison", time.time())
         url = f"http://127.0.0.1:{self.port}/notify"
         headers = {**json.loads(SECRET_HEADERS), "Content-Type": "application/json"}
+        refused = 0
         for i in range(self.cfg.poison):
             uids = [f"poison-{i}-{j}" for j in range(3)]
+            bad_id: object = "\ud800" if i % 2 == 0 else 12345
             body = {
                 "notifications": [
                     {"ep": "poison-ep", "path": "/3303/0/5700", "payload": "MjEuNQ==", "uid": uid}
                     for uid in uids
                 ]
                 + [{"ep": "poison-ep", "payload": "MQ=="}],  # no path: rejected with its reason
-                "async-responses": [{"id": "\ud800", "status": 200, "payload": "MQ=="}],
+                "async-responses": [{"id": bad_id, "status": 200, "payload": "MQ=="}],
             }
-            if self._put(url, json.dumps(body), headers):
+            status = self._put(url, json.dumps(body), headers)
+            if status == 204:
                 self.poison_uids.update(uids)
                 self.poison_sent += 1
+            else:
+                refused += 1
         fault.end = time.time()
-        fault.detail = f"{self.poison_sent} bodies, each 3 good notifications + 2 poison items"
+        fault.detail = (
+            f"{self.poison_sent} bodies acknowledged (3 good notifications + 2 poison items each), "
+            f"{refused} refused by the web"
+        )
         return fault
 
-    def _put(self, url: str, body: str, headers: dict[str, str]) -> bool:
-        """PUT one body until it is acknowledged (bounded: 20 tries)."""
+    def _put(self, url: str, body: str, headers: dict[str, str]) -> int:
+        """PUT one body until answered other than 503 (at most 20 tries); the last status, 0 if none."""
+        status = 0
         for _ in range(20):
             try:
-                if requests.put(url, data=body, headers=headers, timeout=10).status_code == 204:
-                    return True
+                status = requests.put(url, data=body, headers=headers, timeout=10).status_code
             except requests.RequestException:
-                pass
+                status = 0
+            if status not in (0, 503):
+                return status
             self.wait_for(lambda: False, time.monotonic() + 0.5)
-        return False
+        return status
 
     def async_kill(self, point: str) -> Fault:
         """An extra worker that SIGKILLs itself at ``point`` (DEVICEHOOKS_TEST_KILL_AT); not restarted."""

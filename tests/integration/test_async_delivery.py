@@ -18,8 +18,9 @@ from app.dm.asyncs import AsyncTracker, Response, delivery_job_id
 from tests.conftest import SAMPLES
 from tests.fixtures import async_handlers
 from workers import jobs, runtime
-from workers.asyncs import INTERRUPTED
+from workers.asyncs import INTERRUPTED, resolve
 from workers.deadletters import DeadLetters
+from workers.events import Event
 from workers.rejections import Rejections
 
 MODEL_FILE = str(SAMPLES / "objects" / "vendor-sensor.json")
@@ -60,26 +61,42 @@ def run_delivery(redis: Redis, async_id: str) -> dict[str, Any]:
     return jobs.deliver_async_result(async_id)
 
 
-def test_a_poison_async_response_is_contained_to_its_item(redis: Redis, rt: runtime.Runtime) -> None:
+def test_an_id_redis_cannot_encode_is_contained_to_its_item(redis: Redis, rt: runtime.Runtime) -> None:
     good = rt.tracker.create("ep1", "GET", "/26241/0/1", handler="named")
+    events = [
+        Event(kind="notifications", ep="ep1", path="/3303/0/5700", uid="n1"),
+        Event(kind="async-responses", id="\ud800", status=200),  # a lone surrogate: valid JSON
+        Event(kind="async-responses", id=good, status=200, payload_b64=b64("23.5"), ct="text/plain"),
+    ]
+    kept, rejected = resolve(rt.tracker, events, rt.model)
+    assert [e.uid or e.id for e in kept] == ["n1", good]
+    assert kept[1].value == 23.5
+    (rejection,) = rejected
+    assert (rejection.kind, rejection.index) == ("async-responses", 0)
+    assert "UnicodeEncodeError" in rejection.reason
+    assert json.loads(json.dumps(rejection.to_dict()))["item"]["id"] == "\ud800"  # storable as JSON
+
+
+def test_a_poison_async_response_is_contained_and_the_rest_of_the_batch_delivered_once(
+    redis: Redis, rt: runtime.Runtime
+) -> None:
+    good = rt.tracker.create("ep1", "GET", "/26241/0/1", handler="named")
+    broken = rt.tracker.create("ep1", "GET", "/3/0/0", handler="named")
+    redis.set(f"devicehooks:async:rec:{broken}", "not JSON")  # a record the settle script cannot read
     body = {
         "notifications": [{"ep": "ep1", "path": "/3303/0/5700", "payload": b64("21.5"), "uid": "n1"}],
         "async-responses": [
-            {"id": "\ud800", "status": 200, "payload": b64("1")},  # valid JSON; Redis cannot encode the id
+            {"id": broken, "status": 200, "payload": b64("1")},
             {"id": good, "status": 200, "payload": b64("23.5"), "ct": "text/plain"},
         ],
     }
     outcome = run_batch(redis, body)
     assert outcome["rejected"] == 1
-    seen = calls(redis, "seen")
-    assert [(c["kind"], c["uid"] or c["id"]) for c in seen] == [
-        ("notifications", "n1"),
-        ("async-responses", good),
-    ]
+    seen = [(c["kind"], c["uid"] or c["id"]) for c in calls(redis, "seen")]
+    assert seen == [("notifications", "n1"), ("async-responses", good)]
     (rejection,) = Rejections(redis).list()
-    assert rejection["kind"] == "async-responses"
-    assert rejection["index"] == 0
-    assert "UnicodeEncodeError" in rejection["reason"]
+    assert (rejection["kind"], rejection["index"]) == ("async-responses", 0)
+    assert "not resolved" in rejection["reason"]
     run_delivery(redis, good)
     assert [c["id"] for c in calls(redis, "named")] == [good]
 
