@@ -61,13 +61,14 @@ def worker(burst: bool, name: str | None) -> None:
 
 def _add_commands() -> None:
     """Commands that live with their subsystems: workers (decode, handlers, failed, rejections), app.dm."""
+    from app.decoded import decode_result
     from app.dm.cli import add_commands
     from app.thingsboard.cli import thingsboard
     from workers.cli import COMMANDS
 
     for command in COMMANDS:
         main.add_command(command)
-    add_commands(main)
+    add_commands(main, decode_result)
     main.add_command(thingsboard)
 
 

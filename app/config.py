@@ -105,6 +105,7 @@ class Settings:
     management_api_keys: tuple[str, ...] = ()
     session_secret: str | None = None
     metrics_dir: str | None = None
+    test_kill_at: tuple[str, ...] = ()  # workers.faults: named points where a worker SIGKILLs itself (tests)
 
     def __repr__(self) -> str:
         """Show the settings without any secret."""
@@ -411,6 +412,20 @@ def _web_tier(env: Mapping[str, str]) -> dict[str, Any]:
     return web
 
 
+# Where DEVICEHOOKS_TEST_KILL_AT may make a worker SIGKILL itself: the async hand-off points (tests only).
+KILL_POINTS = ("batch-after-resolve", "async-before-call", "async-after-call")
+
+
+def _kill_points(env: Mapping[str, str]) -> tuple[str, ...]:
+    """DEVICEHOOKS_TEST_KILL_AT: comma-separated names from KILL_POINTS."""
+    points = _list(env, "DEVICEHOOKS_TEST_KILL_AT")
+    unknown = [point for point in points if point not in KILL_POINTS]
+    if unknown:
+        known = ", ".join(KILL_POINTS)
+        raise ConfigError(f"DEVICEHOOKS_TEST_KILL_AT: unknown point(s) {unknown}; known: {known}")
+    return points
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from the environment."""
     env = os.environ if env is None else env
@@ -462,6 +477,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         management_api_keys=_keys(env, "MANAGEMENT_API_KEYS"),
         session_secret=_get(env, "SESSION_SECRET"),
         metrics_dir=_get(env, "PROMETHEUS_MULTIPROC_DIR"),
+        test_kill_at=_kill_points(env),
     )
     return settings
 

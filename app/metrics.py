@@ -117,7 +117,7 @@ class RedisCollector(Collector):
 
 def async_states(redis: Redis, queue_name: str) -> dict[str, int]:
     """How many async requests are in each state."""
-    tracker = AsyncTracker(redis, queue_name=queue_name, decoder=lambda payload, ct, path: (None, None))
+    tracker = AsyncTracker(redis, queue_name=queue_name)
     counts = {"pending": 0, "resolved": 0, "timeout": 0, "failed": 0}
     for async_id in request_ids(tracker):
         result = tracker.get(async_id)

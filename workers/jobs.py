@@ -9,11 +9,10 @@ from rq import get_current_job
 
 from app.batches import body_key as key_for_job
 from app.redis_conn import raw
-from workers import asyncs, runtime
-from workers.batch import BatchError, parse_batch
+from workers import asyncs, faults, runtime
+from workers.batch import BatchError, Rejection, parse_batch
 from workers.directory import learn_and_fill
 from workers.dispatch import replay
-from workers.events import Event
 
 logger = logging.getLogger(__name__)
 
@@ -37,34 +36,29 @@ def process_batch(body_key: str | None = None) -> dict[str, Any]:
         rt.redis.delete(key)
         logger.error("batch %s request_id=%s quarantined: %s", job_id, request_id, exc)
         return {"quarantined": str(exc)}
-    rt.rejections.record(parsed.rejections, job_id, request_id)
+    events, unresolved = parsed.events, list[Rejection]()
+    if any(event.kind == "async-responses" for event in events):
+        events, unresolved = asyncs.resolve(rt.tracker, events, rt.model)
+        faults.reach(rt.settings, "batch-after-resolve")
+    rt.rejections.record(parsed.rejections + unresolved, job_id, request_id)
     counts = parsed.counts()
-    tracker = rt.tracker
-    named = asyncs.resolve(tracker, parsed.events, job_id) if "async-responses" in counts else []
     if rt.uses_ept:
-        learn_and_fill(rt.redis, parsed.events)
-    dispatcher = rt.dispatcher
-    # An early async-response put back by AsyncTracker.track was dispatched when it first came.
-    reinjected = job is not None and job.meta.get("source") == "async-early"
-    failures = [] if reinjected else dispatcher.dispatch(parsed.events, source=job_id)
-    for handler_name, event in named:
-        dispatcher.deliver_to(handler_name, [event], source=job_id)
-    tracker.confirm_handoff([event.id for _, event in named if event.id])
+        learn_and_fill(rt.redis, events)
+    failures = rt.dispatcher.dispatch(events, source=job_id)
     # Deleting the body marks the batch done (a re-run finds it gone): wait out Redis weather for it.
-    dispatcher.durably(lambda: rt.redis.delete(key))
+    rt.dispatcher.durably(lambda: rt.redis.delete(key))
+    rejected = len(parsed.rejections) + len(unresolved)
     logger.info(
         "batch %s request_id=%s events=%s rejected=%d failed_handlers=%d",
-        job_id, request_id, counts, len(parsed.rejections), len(failures),
+        job_id, request_id, counts, rejected, len(failures),
     )  # fmt: skip
-    return {"events": counts, "rejected": len(parsed.rejections), "failed_handlers": len(failures)}
+    return {"events": counts, "rejected": rejected, "failed_handlers": len(failures)}
 
 
-def deliver_async_result(handler_name: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Give a timed-out (or otherwise settled) async request's Event to the handler it named."""
+def deliver_async_result(async_id: str) -> dict[str, Any]:
+    """Call the handler a settled async request named, once (queued by the tracker as it settles)."""
     job = get_current_job()
-    source = job.id if job else "direct"
-    failed = runtime.current().dispatcher.deliver_to(handler_name, [Event.from_dict(event)], source)
-    return {"handler": handler_name, "failed": failed}
+    return asyncs.deliver(runtime.current(), async_id, job.id if job else "direct")
 
 
 def redeliver(handler_name: str, key: str, attempt: int, source: str) -> dict[str, Any]:

@@ -1,36 +1,30 @@
 """The worker process: one queue, the JSON serializer, the scheduler for retries.
 
 SimpleWorker runs jobs in this process (about three times the throughput of a forking worker,
-DESIGN.md). A job interrupted by SIGKILL runs again through its Retry: at startup, and at each
-maintenance pass, jobs started by workers that are gone are handed back to the queue.
+DESIGN.md). A job interrupted by SIGKILL runs again through its Retry: ``workers/recovery.py`` keeps
+this process's heartbeat and, every 2 s (and at startup), hands jobs of dead workers back to the queue.
+A full, read-only or absent Redis is waited out (``app.weather``), never a reason to give up.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import threading
 import time
-from collections.abc import Collection
-from pathlib import Path
 from typing import Any
 
-from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job
-from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
-from rq.scripts import release_lock
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from app import weather
 from app.backoff import jittered
-from app.redis_conn import text
 from app.stores import StoreLimits
-from workers import asyncs, runtime
+from workers import asyncs, recovery, runtime
 from workers.failed import trim_failed
 
 logger = logging.getLogger(__name__)
@@ -40,82 +34,6 @@ MAINTENANCE_INTERVAL = 30
 QUICK_END = 10.0  # s: a loop that ends on an error sooner than this is followed by a growing pause
 RESTART_PAUSE_MAX = 30.0  # s: the longest pause between loops that keep ending at once (never giving up)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def _pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists on this machine (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """True when the process exited and waits to be reaped (a killed worker's scheduler child)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rsplit(")", 1)[-1].split()
-    return bool(fields) and fields[0] == "Z"
-
-
-def _worker_gone(redis: Redis, name: str | None) -> bool:
-    """True when the named worker's key expired, or it ran on this host and its process is dead."""
-    if not name:
-        return True
-    data = redis.hmget(f"rq:worker:{name}", ["hostname", "pid", "death"])
-    hostname, pid, death = (text(v) if v is not None else None for v in data)
-    if hostname is None or death:
-        return True
-    return hostname == socket.gethostname() and pid is not None and not _pid_alive(int(pid))
-
-
-def recover_abandoned(queue: Queue, gone: Collection[str] = ()) -> list[str]:
-    """Hand jobs whose worker is gone to RQ's own abandoned-job handling (retry, else failed).
-
-    RQ notices an abandoned job only when its execution heartbeat expires (~90 s); a worker killed
-    on this machine is known dead at once, so its executions are marked expired now.
-    """
-    registry = queue.started_job_registry
-    expired = []
-    for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
-        job = Job.fetch(job_id, connection=queue.connection, serializer=JSONSerializer)
-        if job.worker_name in gone or _worker_gone(queue.connection, job.worker_name):
-            queue.connection.zadd(registry.key, {f"{job_id}:{execution_id}": 0}, xx=True)
-            expired.append(job_id)
-    if expired:
-        registry.cleanup()
-        logger.warning("jobs %s were abandoned by dead workers; retried through their Retry", expired)
-    return expired
-
-
-def release_dead_scheduler_lock(queue: Queue) -> bool:
-    """Free the queue's scheduler lock when its holder was a scheduler process on this host that is gone.
-
-    RQ's scheduler runs in a child of one worker and holds a lock that expires 61 s after its last
-    heartbeat; a worker killed with its children (a dyno restart) left retries and re-runs of abandoned
-    jobs waiting that long, and up to one maintenance interval more, for another scheduler to start.
-    """
-    redis = queue.connection
-    lock_key = RQScheduler.get_locking_key(queue.name)
-    holder = redis.get(lock_key)
-    if holder is None:
-        return False
-    name = text(holder)
-    hostname, pid = (
-        text(v) if v is not None else None
-        for v in redis.hmget(SCHEDULER_KEY_TEMPLATE % name, ["hostname", "pid"])
-    )
-    if hostname != socket.gethostname() or not pid or int(pid) <= 0 or _pid_alive(int(pid)):
-        return False
-    released = bool(release_lock(redis, lock_key, name))
-    if released:
-        logger.warning("scheduler lock of %s released: its scheduler (pid %s) is gone", queue.name, pid)
-    return released
 
 
 class WeatherproofScheduler(RQScheduler):
@@ -194,10 +112,10 @@ class DevicehooksWorker(SimpleWorker):
     def run_maintenance_tasks(self) -> None:
         """Free a dead scheduler's lock, RQ's maintenance (which starts a scheduler if it can), recovery."""
         for queue in self.queues:
-            release_dead_scheduler_lock(queue)
+            recovery.release_dead_scheduler_lock(queue)
         super().run_maintenance_tasks()
         for queue in self.queues:
-            recover_abandoned(queue)
+            recovery.recover_quietly(queue)
 
 
 def _stop_requested(worker: DevicehooksWorker) -> bool:
@@ -241,8 +159,8 @@ def _recover(
             return False
         while weather.wait_until_writable(rt.redis, stop, outage):
             try:
-                release_dead_scheduler_lock(rt.queue)
-                recover_abandoned(rt.queue, gone=gone)
+                recovery.release_dead_scheduler_lock(rt.queue)
+                recovery.recover(rt.queue, gone=gone, use_heartbeats=False)
             except RedisError as exc:
                 outage.failed(exc)
                 stop.wait(weather.WAIT_MAX)
@@ -270,8 +188,10 @@ def run(burst: bool = False, name: str | None = None) -> bool:
     outage = weather.Outage(logger, "worker")
     if not _recover(rt, stop, outage, gone=set()):
         return False
+    sweeper = None if burst else asyncs.start_sweeper(rt.tracker, stop)
+    heartbeat = recovery.Heartbeat(rt.redis, rt.queue, threading.Event())
     if not burst:
-        asyncs.start_sweeper(rt.tracker, rt.queue.enqueue, stop)
+        heartbeat.start()
     worked = False
     first = True
     quick = 0  # loops in a row that ended on an error within QUICK_END s of their start
@@ -279,6 +199,7 @@ def run(burst: bool = False, name: str | None = None) -> bool:
         while True:
             worker = _new_worker(rt, name if first else None)
             first = False
+            heartbeat.serve(worker.name)
             started = time.monotonic()
             worked = _work_once(worker, rt, burst) or worked
             if burst or _stop_requested(worker):
@@ -289,5 +210,8 @@ def run(burst: bool = False, name: str | None = None) -> bool:
             if not _recover(rt, stop, outage, gone={worker.name}, pause=pause):
                 return worked
     finally:
+        heartbeat.close()
+        if sweeper is not None:
+            asyncs.stop_sweeper(sweeper, stop)
         stop.set()
         rt.lanes.shutdown()

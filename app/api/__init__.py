@@ -55,7 +55,7 @@ class Api:
         self.settings = settings
         self.redis = redis
         self.queue: Queue = make_queue(redis, settings.queue_name)
-        self.tracker = AsyncTracker(redis, queue_name=settings.queue_name, decoder=text_decoder)
+        self.tracker = AsyncTracker(redis, queue_name=settings.queue_name)
         self._dm_client = dm_client
 
     @property
@@ -169,7 +169,7 @@ def _async_entity(result: AsyncResult) -> dict[str, Any]:
         "path": result.path,
         "state": result.state,
         "status": result.status,
-        "value": result.value,
+        "value": text_decoder(result.payload_b64, result.ct, result.path or "")[0],
         "ct": result.ct,
         "payload_b64": result.payload_b64,
         "error": result.error,

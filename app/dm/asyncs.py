@@ -1,63 +1,60 @@
-"""Async device requests, tracked in Redis and resolved exactly once, waited for from any process.
+"""Async device requests, tracked in Redis and settled exactly once, waited for from any process.
 
 A request's pending record is written BEFORE the request is sent (``POST /v2/device-requests/{ep}
 ?async-id=ID`` with a client-chosen id), so its async-response can never arrive unknown. The legacy flow
 (``GET /v2/endpoints/{ep}/{path}`` -> 202 with a server-chosen id) can lose that race: an async-response
-that arrives before its record is kept as an *early* response (with a TTL) and matched when the record
-is created (:meth:`AsyncTracker.track`).
+that arrives before its record is kept as an *early* response (with a TTL) and settles the request the
+moment its record is created (:meth:`AsyncTracker.track`).
+
+The tracker keeps the Redis protocol and returns what it stored: payloads stay base64 as received; the
+worker decodes them once, with its configured object model (``workers/asyncs.py``). ``app/dm`` never
+imports ``workers``: a named handler's delivery is queued by dotted path (:data:`DELIVER_FUNC`).
 
 Keys, under ``devicehooks:async:``:
 
 - ``rec:{id}``   the record (JSON: ep, path, method, handler, created_at, deadline);
-- ``res:{id}``   the result (JSON); its existence is the "resolved" marker, set only by one Lua script;
-- ``early:{id}`` an async-response that came before its record (SET NX: the first delivery wins);
+- ``res:{id}``   the result (JSON); its existence is the "settled" marker, set only by one Lua script;
+- ``early:{id}`` an async-response (its result doc) that came before its record (SET NX: first wins);
 - ``wake:{id}``  a one-token list; waiters ``BRPOPLPUSH`` it onto itself, so every waiter wakes;
-- ``handoff:{id}`` the job that resolved a request naming a handler, until it confirmed the hand-off;
+- ``call:{id}``  the named handler's call: a claim token while it runs, ``done`` once it returned;
 - ``deadlines``  a sorted set of pending ids by deadline, swept by :meth:`AsyncTracker.expire_overdue`.
 
-How the worker uses it (the worker runs the handlers; the web side and the CLI only create and wait)::
-
-    tracker = AsyncTracker(redis, queue_name=settings.queue_name)
-    for item in message.get("async-responses", []):
-        result = tracker.resolve(item, owner=job_id)  # AsyncResult the FIRST time an id resolves, else None
-        if result is not None and result.handler:
-            run_handler(result.handler, result)
-            tracker.confirm_handoff([result.id])    # until then a re-run of job_id gets the result again
-    # every few seconds (after each batch job and on an idle timer), or sweep_forever() in a thread:
-    for result in tracker.expire_overdue():     # pending records past their deadline -> timed out
-        if result.handler:
-            run_handler(result.handler, result)
-
-Timeouts are only as punctual as the sweep: run it every 1-5 s. A record is never stuck for good
-without one: it expires from Redis after its timeout plus ``result_ttl``.
-
-An early response matched by :meth:`track` is put back on the batch queue as a one-item batch
-(``source="async-early"``), so that it, too, is resolved by the worker, which runs its handler.
+Settling is ONE Lua script (atomic, one round trip): the result is stored, waiters are woken, the id
+leaves ``deadlines`` and, when the record names a handler, the RQ job ``deliver_async_result(id)`` is
+written and queued, all or nothing. That holds for a response in a batch (:meth:`resolve`), for a
+timeout (:meth:`expire_overdue`), for an early response matched by :meth:`track` and for a failed POST
+(:meth:`fail`): no process can die between "settled" and "its handler's delivery is queued". On a full
+Redis (``noeviction``) the script's first write fails with OOM before anything changed, so the caller
+retries the whole step: the batch job through its Retry, the sweeper on its next pass (the id stays in
+``deadlines`` until a sweep settles it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.commands.core import Script
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
+from rq import Retry
+from rq.job import JobStatus
+from rq.utils import now as rq_now
 
-from app.batches import BatchQueue
+from app.batches import FAILURE_TTL, RESULT_TTL, make_queue
 from app.dm.client import DMClient, normalize_uri
 from app.errors import DMApiError
 from app.weather import Outage
 
 logger = logging.getLogger(__name__)
-
-Decoder = Callable[[str | None, str | None, str], tuple[Any, str | None]]
 
 PREFIX = "devicehooks:async:"
 CLIENT_ID = re.compile(r"^[A-Za-z0-9-]{1,40}$")
@@ -71,63 +68,90 @@ FAILED = "failed"
 PENDING = "pending"
 UNKNOWN = "unknown"
 
-# KEYS: rec, res, early, wake, deadlines, handoff.
-# ARGV: id, result doc, result ttl, early item ('' = don't keep one), early ttl, owner ('' = none).
-# Returns {0, ''} already resolved, {1, rec} resolved now, {2, ''} kept as early, {3, ''} no record,
-# {4, rec, res} resolved earlier by this same owner, whose hand-off to the named handler is unconfirmed.
-# Resolving a record that names a handler with an owner (the worker's job id) leaves a hand-off marker
-# holding the owner until confirm_handoff(): a job killed in between resolves its ids again when it re-runs.
-_RESOLVE_LUA = """
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  if ARGV[6] ~= '' and redis.call('GET', KEYS[6]) == ARGV[6] then
-    return {4, redis.call('GET', KEYS[1]) or '{}', redis.call('GET', KEYS[2])}
-  end
-  return {0, ''}
-end
+DELIVER_FUNC = "workers.jobs.deliver_async_result"
+DELIVER_JOB_PREFIX = "async-"
+DELIVER_TIMEOUT = 600
+# A delivery job killed with its worker runs again only with a Retry (RQ's abandoned-job handling).
+DELIVER_RETRY_INTERVALS = [5, 30, 120]
+CALL_DONE = "done"
+
+# Enqueue the delivery job: the same three writes as RQ's own enqueue (job hash, queue set, queue list).
+_ENQUEUE_DELIVERY = """
+  redis.call('HSET', KEYS[8], unpack(ARGV, 7))
+  redis.call('SADD', KEYS[6], KEYS[7])
+  redis.call('RPUSH', KEYS[7], ARGV[6])
+"""
+
+# KEYS: rec, res, early, wake, deadlines, rq queues set, rq queue list, rq job hash.
+# ARGV: id, result doc, result ttl, early doc ('' = don't keep one), early ttl,
+#       delivery job id ('' = none built yet), then the job hash as field, value, ...
+# Returns {0} already settled, {1, rec, job id or ''} settled now, {2} kept as early, {3} no record,
+# {5} the record names a handler: call again with the delivery job's hash.
+# The first write is the SET of the result: on a full Redis it fails before anything changed.
+_SETTLE_LUA = (
+    """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {0} end
 local rec = redis.call('GET', KEYS[1])
 if not rec then
-  redis.call('ZREM', KEYS[5], ARGV[1])
   if ARGV[4] ~= '' then
     redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[5], 'NX')
-    return {2, ''}
+    redis.call('ZREM', KEYS[5], ARGV[1])
+    return {2}
   end
-  return {3, ''}
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  return {3}
 end
+local handler = cjson.decode(rec)['handler']
+local named = type(handler) == 'string' and handler ~= ''
+if named and ARGV[6] == '' then return {5} end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('DEL', KEYS[4])
 redis.call('LPUSH', KEYS[4], '1')
 redis.call('EXPIRE', KEYS[4], ARGV[3])
-if ARGV[6] ~= '' then
-  local handler = cjson.decode(rec)['handler']
-  if type(handler) == 'string' and handler ~= '' then
-    redis.call('SET', KEYS[6], ARGV[6], 'EX', ARGV[3])
-  end
-end
-return {1, rec}
+if named then
 """
+    + _ENQUEUE_DELIVERY
+    + """
+  return {1, rec, ARGV[6]}
+end
+return {1, rec, ''}
+"""
+)
 
-# KEYS: rec, early, deadlines, res. ARGV: id, record, record ttl, deadline.
-# Returns {0, ''} id in use, {1, ''} created, {2, early item} created and an early response was waiting.
-_CREATE_LUA = """
-if redis.call('EXISTS', KEYS[4]) == 1 then return {0, ''} end
-if not redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3], 'NX') then return {0, ''} end
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+# KEYS: rec, early, deadlines, res, wake, rq queues set, rq queue list, rq job hash.
+# ARGV: id, record, record ttl, deadline, result ttl, delivery job id ('' = no handler), job hash pairs.
+# Returns {0} id in use, {1} created (pending), {2} created and settled by the early response waiting.
+_CREATE_LUA = (
+    """
+if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local early = redis.call('GET', KEYS[2])
-if early then
-  redis.call('DEL', KEYS[2])
-  return {2, early}
+if not early then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  return {1}
 end
-return {1, ''}
+redis.call('SET', KEYS[4], early, 'EX', ARGV[5])
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[5])
+redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[5])
+redis.call('LPUSH', KEYS[5], '1')
+redis.call('EXPIRE', KEYS[5], ARGV[5])
+if ARGV[6] ~= '' then
 """
+    + _ENQUEUE_DELIVERY
+    + """
+end
+return {2}
+"""
+)
 
-
-def default_decoder(payload_b64: str | None, ct: str | None, path: str) -> tuple[Any, str | None]:
-    """Decode with the workers' decoding core, imported only when a payload is decoded."""
-    from workers.decoding import decode_value
-
-    return decode_value(payload_b64, ct, path)
+# KEYS: call. ARGV: token. Delete the claim only while it is still this token's.
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _text(value: Any) -> str | None:
@@ -137,23 +161,20 @@ def _text(value: Any) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _int(value: Any) -> int | None:
-    """An int from an int or a numeric string (``status`` and ``max-age`` arrive as either)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        return value
+def run_script(script: Script, keys: list[str], args: list[Any]) -> Any:
+    """Run a Lua script; a write refused inside it (full or read-only Redis) raises what the command would.
+
+    Redis wraps such an error in a generic script error; callers must tell weather from a bug.
+    """
     try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
-
-
-def _error(value: Any) -> str | None:
-    """The item's error: ``null`` and empty are no error."""
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else json.dumps(value)
+        return script(keys=keys, args=args)
+    except ResponseError as exc:
+        message = str(exc)
+        if "OOM command not allowed" in message:
+            raise OutOfMemoryError(message) from exc
+        if "READONLY" in message:
+            raise ReadOnlyError(message) from exc
+        raise
 
 
 def resource_of(uri: str | None) -> str:
@@ -161,9 +182,30 @@ def resource_of(uri: str | None) -> str:
     return (uri or "/").split("?", 1)[0]
 
 
+def delivery_job_id(async_id: str) -> str:
+    """The id of the one delivery job of a request (RQ ids: letters, digits, '_' and '-')."""
+    return DELIVER_JOB_PREFIX + hashlib.sha256(async_id.encode("utf-8")).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Response:
+    """One async-responses item as the worker parsed it: status and max-age ints, no error = None."""
+
+    id: str
+    status: int | None = None
+    payload_b64: str | None = None
+    ct: str | None = None
+    error: str | None = None
+    max_age: int | None = None
+
+
 @dataclass(frozen=True)
 class AsyncResult:
-    """The outcome of an async request; ``state`` is resolved, timeout, failed, pending or unknown."""
+    """What is stored about a request; ``state`` is resolved, timeout, failed, pending or unknown.
+
+    ``payload_b64`` is the payload as Device Management sent it; decoding is the worker's (one object
+    model, ``LWM2M_OBJECTS``), so the tracker never guesses types.
+    """
 
     id: str
     ep: str | None
@@ -172,14 +214,12 @@ class AsyncResult:
     status: int | None
     payload_b64: str | None
     ct: str | None
-    value: Any
     error: str | None
     timed_out: bool
     resolved_at: float | None
     state: str = RESOLVED
     handler: str | None = None
     max_age: int | None = None
-    decode_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -187,28 +227,31 @@ class AsyncResult:
         in_2xx = self.status is not None and 200 <= self.status < 300
         return self.state == RESOLVED and in_2xx and not self.error
 
+    @property
+    def settled(self) -> bool:
+        """True once the request has its outcome (resolved, timed out or failed)."""
+        return self.state in (RESOLVED, TIMEOUT, FAILED)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict."""
         return asdict(self)
 
 
-def result_doc(item: Mapping[str, Any], state: str = RESOLVED, now: float | None = None) -> dict[str, Any]:
-    """The stored form of an async-response item (status/max-age normalised to int, null error = none)."""
-    payload = item.get("payload")
-    ct = item.get("ct")
+def result_doc(response: Response, state: str = RESOLVED, now: float | None = None) -> dict[str, Any]:
+    """The stored form of a settled request."""
     return {
         "state": state,
-        "status": _int(item.get("status")),
-        "payload": payload if isinstance(payload, str) and payload else None,
-        "ct": ct if isinstance(ct, str) and ct else None,
-        "error": _error(item.get("error")),
-        "max_age": _int(item.get("max-age")),
+        "status": response.status,
+        "payload": response.payload_b64 or None,
+        "ct": response.ct or None,
+        "error": response.error or None,
+        "max_age": response.max_age,
         "resolved_at": time.time() if now is None else now,
     }
 
 
 class AsyncTracker:
-    """Creates, resolves, expires and waits for async requests in Redis."""
+    """Creates, settles, expires and waits for async requests in Redis."""
 
     def __init__(
         self,
@@ -217,20 +260,19 @@ class AsyncTracker:
         default_timeout: float = 60,
         early_ttl: int = 600,
         queue_name: str = "devicehooks",
-        decoder: Decoder | None = None,
         prefix: str = PREFIX,
     ) -> None:
         self.redis = redis
         self.result_ttl = int(result_ttl)
         self.default_timeout = default_timeout
         self.early_ttl = int(early_ttl)
-        self.queue_name = queue_name
-        self.decoder = decoder or default_decoder
+        self.queue = make_queue(redis, queue_name)
         self.prefix = prefix
         self.deadlines_key = prefix + "deadlines"
-        self._resolve_script = redis.register_script(_RESOLVE_LUA)
+        self._settle_script = redis.register_script(_SETTLE_LUA)
         self._create_script = redis.register_script(_CREATE_LUA)
-        self._batches: BatchQueue | None = None
+        self._release_script = redis.register_script(_RELEASE_LUA)
+        self._retry = Retry(max=len(DELIVER_RETRY_INTERVALS), interval=DELIVER_RETRY_INTERVALS)
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -238,14 +280,30 @@ class AsyncTracker:
         """``{prefix}{kind}:{id}``."""
         return f"{self.prefix}{kind}:{async_id}"
 
-    def _resolve_keys(self, async_id: str) -> list[str]:
-        """Keys of the resolve script."""
-        kinds = ("rec", "res", "early", "wake")
-        return [
-            *(self._key(kind, async_id) for kind in kinds),
-            self.deadlines_key,
-            self._key("handoff", async_id),
-        ]
+    def _job_keys(self, async_id: str) -> list[str]:
+        """The RQ keys the delivery job of ``async_id`` is written to."""
+        job_key = self.queue.job_class.redis_job_namespace_prefix + delivery_job_id(async_id)
+        return [self.queue.redis_queues_keys, self.queue.key, job_key]
+
+    def delivery_job(self, async_id: str) -> list[Any]:
+        """The delivery job's id and hash (field, value, ...), built by RQ itself."""
+        job_id = delivery_job_id(async_id)
+        job = self.queue.create_job(
+            DELIVER_FUNC,
+            args=(async_id,),
+            job_id=job_id,
+            timeout=DELIVER_TIMEOUT,
+            result_ttl=RESULT_TTL,
+            failure_ttl=FAILURE_TTL,
+            retry=self._retry,
+            description=f"deliver async result {async_id}",
+            status=JobStatus.QUEUED,
+        )
+        job.origin = self.queue.name
+        job.enqueued_at = rq_now()
+        mapping = job.to_dict()
+        mapping["status"] = JobStatus.QUEUED.value
+        return [job_id, *(part for pair in mapping.items() for part in pair)]
 
     # --- creating -----------------------------------------------------------------------------
 
@@ -280,7 +338,7 @@ class AsyncTracker:
         handler: str | None = None,
         timeout: float | None = None,
     ) -> str:
-        """Track a server-chosen id (legacy 202 ``async-response-id``); an early response is matched."""
+        """Track a server-chosen id (legacy 202 ``async-response-id``); an early response settles it."""
         if not ANY_ID.match(async_id):
             raise ValueError(f"invalid async id {async_id!r}")
         return self._create(async_id, ep, method, uri, handler, timeout)
@@ -288,7 +346,7 @@ class AsyncTracker:
     def _create(
         self, async_id: str, ep: str, method: str, uri: str, handler: str | None, timeout: float | None
     ) -> str:
-        """Run the create script; requeue an early response that was waiting for this record."""
+        """Run the create script: pending, or settled at once by an early response (its delivery queued)."""
         timeout = self.default_timeout if timeout is None else timeout
         now = time.time()
         record = {
@@ -306,21 +364,18 @@ class AsyncTracker:
             self._key("early", async_id),
             self.deadlines_key,
             self._key("res", async_id),
+            self._key("wake", async_id),
+            *self._job_keys(async_id),
         ]
-        code, early = self._create_script(keys=keys, args=[async_id, json.dumps(record), ttl, now + timeout])
-        if int(code) == 0:
+        job = self.delivery_job(async_id) if handler else [""]
+        args = [async_id, json.dumps(record), ttl, now + timeout, self.result_ttl, *job]
+        code = int(run_script(self._create_script, keys, args)[0])
+        if code == 0:
             raise ValueError(f"async id {async_id!r} is already in use")
-        if int(code) == 2:
-            self._requeue_early(async_id, _text(early) or "{}")
+        if code == 2:
+            queued = f"; delivery to {handler} queued as job {job[0]}" if handler else ""
+            logger.info("async %s: its response came early and settles it now%s", async_id, queued)
         return async_id
-
-    def _requeue_early(self, async_id: str, item_json: str) -> None:
-        """Put an early async-response back on the batch queue, for the worker to resolve."""
-        body = b'{"async-responses": [' + item_json.encode("utf-8") + b"]}"
-        if self._batches is None:
-            self._batches = BatchQueue(self.redis, self.queue_name)
-        job_id = self._batches.enqueue(body, f"early-{async_id}", source="async-early")
-        logger.info("async %s: its response came early; requeued as job %s", async_id, job_id)
 
     def request(
         self,
@@ -348,96 +403,109 @@ class AsyncTracker:
             raise
         return async_id
 
-    # --- resolving ----------------------------------------------------------------------------
+    # --- settling -----------------------------------------------------------------------------
 
-    def resolve(self, response: Mapping[str, Any], owner: str = "") -> AsyncResult | None:
-        """Resolve one async-responses item; the AsyncResult only for the call that resolved it.
+    def resolve(self, response: Response) -> AsyncResult | None:
+        """Settle a request with its async-response; the stored result only for the call that settled it.
 
-        With an ``owner`` (the worker's job id), a result for a named handler stays owed to that owner
-        until :meth:`confirm_handoff`: the same owner resolving the id again (its job re-ran after a
-        crash) gets the stored result back instead of None, so the handler is not skipped.
+        A response whose record does not exist yet is kept as early; a duplicate returns None.
         """
-        async_id = _text(response.get("id"))
-        if not async_id:
+        if not response.id:
             logger.warning("async-response without an id ignored")
             return None
-        doc = result_doc(response)
-        early = json.dumps(dict(response), separators=(",", ":"), default=str)
-        return self._finish(async_id, doc, early, owner)
-
-    def confirm_handoff(self, async_ids: list[str]) -> None:
-        """The named handlers of these ids have their results (delivered, or retries scheduled)."""
-        if async_ids:
-            self.redis.delete(*(self._key("handoff", async_id) for async_id in async_ids))
+        doc = json.dumps(result_doc(response))
+        return self._settle(response.id, doc, doc)
 
     def fail(self, async_id: str, status: int | None, error: str) -> AsyncResult | None:
-        """Resolve a request as failed (its POST was refused or not sent)."""
-        doc = result_doc({"status": status, "error": error}, state=FAILED)
-        return self._finish(async_id, doc, "")
+        """Settle a request as failed (its POST was refused or not sent)."""
+        doc = result_doc(Response(async_id, status=status, error=error), state=FAILED)
+        return self._settle(async_id, json.dumps(doc), "")
 
-    def _finish(self, async_id: str, doc: dict[str, Any], early: str, owner: str = "") -> AsyncResult | None:
-        """Run the resolve script; build the result when this call resolved the id."""
-        reply = self._resolve_script(
-            keys=self._resolve_keys(async_id),
-            args=[async_id, json.dumps(doc), self.result_ttl, early, self.early_ttl, owner],
-        )
-        code, rec = int(reply[0]), reply[1]
-        if code == 4:
-            logger.warning(
-                "async %s: resolved by %s before it stopped; handing it over again", async_id, owner
-            )
-            stored = json.loads(_text(reply[2]) or "{}")
-            return self._build(async_id, json.loads(_text(rec) or "{}"), stored)
+    def expire_overdue(self, now: float | None = None, limit: int = 1000) -> list[AsyncResult]:
+        """Time out pending records past their deadline, each in one atomic step; return their results.
+
+        A Redis error stops the pass: the ids not settled yet stay in ``deadlines`` for the next one.
+        """
+        now = time.time() if now is None else now
+        ids = self.redis.zrangebyscore(self.deadlines_key, "-inf", now, start=0, num=limit)
+        results = []
+        for raw in ids:
+            async_id = _text(raw) or ""
+            timed_out = Response(async_id, status=TIMEOUT_STATUS, error=TIMEOUT_ERROR)
+            result = self._settle(async_id, json.dumps(result_doc(timed_out, state=TIMEOUT, now=now)), "")
+            if result is not None:
+                logger.warning("async request %s to %s %s timed out", async_id, result.ep, result.path)
+                results.append(result)
+        return results
+
+    def _settle(self, async_id: str, doc: str, early: str) -> AsyncResult | None:
+        """Run the settle script (again with the delivery job when the record names a handler)."""
+        keys = [
+            *(self._key(kind, async_id) for kind in ("rec", "res", "early", "wake")),
+            self.deadlines_key,
+            *self._job_keys(async_id),
+        ]
+        args: list[Any] = [async_id, doc, self.result_ttl, early, self.early_ttl, ""]
+        reply = run_script(self._settle_script, keys, args)
+        if int(reply[0]) == 5:
+            reply = run_script(self._settle_script, keys, args[:5] + self.delivery_job(async_id))
+        code = int(reply[0])
         if code == 0:
-            logger.debug("async %s: already resolved; duplicate ignored", async_id)
+            logger.debug("async %s: already settled; duplicate ignored", async_id)
             return None
         if code == 2:
             logger.info("async %s: response before its record; kept %d s", async_id, self.early_ttl)
             return None
         if code == 3:
             return None
-        result = self._build(async_id, json.loads(_text(rec) or "{}"), doc)
-        logger.info("async %s: %s status=%s error=%s", async_id, result.state, result.status, result.error)
+        result = self._build(async_id, json.loads(_text(reply[1]) or "{}"), json.loads(doc))
+        job = _text(reply[2])
+        logger.info(
+            "async %s: %s status=%s error=%s%s",
+            async_id, result.state, result.status, result.error, f"; delivery job {job}" if job else "",
+        )  # fmt: skip
         return result
 
-    def expire_overdue(self, now: float | None = None, limit: int = 1000) -> list[AsyncResult]:
-        """Time out pending records past their deadline; return their results (state ``timeout``)."""
-        now = time.time() if now is None else now
-        ids = self.redis.zrangebyscore(self.deadlines_key, "-inf", now, start=0, num=limit)
-        results = []
-        for raw in ids:
-            async_id = _text(raw) or ""
-            doc = result_doc({"status": TIMEOUT_STATUS, "error": TIMEOUT_ERROR}, state=TIMEOUT, now=now)
-            result = self._finish(async_id, doc, "")
-            if result is not None:
-                results.append(result)
-        return results
+    # --- the named handler's one call ---------------------------------------------------------
+
+    def claim_call(self, async_id: str, token: str) -> str | None:
+        """Claim the named handler's call before making it: None when claimed, else the holder.
+
+        The holder is ``done`` after a call returned, or the token of a run that claimed the call and
+        never recorded its end (its worker died during the call, or right after it).
+        """
+        key = self._key("call", async_id)
+        if self.redis.set(key, token, nx=True, ex=self.result_ttl):
+            return None
+        return _text(self.redis.get(key)) or CALL_DONE
+
+    def finish_call(self, async_id: str) -> None:
+        """Record that the named handler's call returned (delivered, or its retry scheduled)."""
+        self.redis.set(self._key("call", async_id), CALL_DONE, ex=self.result_ttl)
+
+    def release_call(self, async_id: str, token: str) -> None:
+        """Drop this run's claim (the call failed before it was made durable): a re-run calls again."""
+        run_script(self._release_script, [self._key("call", async_id)], [token])
 
     # --- reading and waiting ------------------------------------------------------------------
 
     def _build(self, async_id: str, rec: Mapping[str, Any], doc: Mapping[str, Any]) -> AsyncResult:
-        """An AsyncResult from a record and a result doc, its payload decoded."""
+        """An AsyncResult from a record and a result doc, as stored."""
         state = str(doc.get("state") or RESOLVED)
-        payload = doc.get("payload")
-        value, decode_error = (None, None)
-        if payload:
-            value, decode_error = self.decoder(payload, doc.get("ct"), resource_of(rec.get("path")))
         return AsyncResult(
             id=async_id,
             ep=rec.get("ep"),
             path=rec.get("path"),
             method=rec.get("method"),
             status=doc.get("status"),
-            payload_b64=payload,
+            payload_b64=doc.get("payload"),
             ct=doc.get("ct"),
-            value=value,
             error=doc.get("error"),
             timed_out=state == TIMEOUT,
             resolved_at=doc.get("resolved_at"),
             state=state,
             handler=rec.get("handler"),
             max_age=doc.get("max_age"),
-            decode_error=decode_error,
         )
 
     def _unresolved(self, async_id: str, rec: Mapping[str, Any] | None, waited: float | None) -> AsyncResult:
@@ -453,7 +521,6 @@ class AsyncTracker:
             status=None,
             payload_b64=None,
             ct=None,
-            value=None,
             error=error if state == PENDING else "unknown async id (never created, or expired)",
             timed_out=waited is not None and state == PENDING,
             resolved_at=None,
@@ -514,27 +581,21 @@ class AsyncTracker:
         return self.wait(async_id, timeout)
 
 
-def sweep_forever(
-    tracker: AsyncTracker,
-    stop: threading.Event,
-    interval: float = 2.0,
-    on_timeout: Callable[[AsyncResult], None] | None = None,
-) -> None:
-    """Run ``expire_overdue`` every ``interval`` s until ``stop``; timed-out results go to ``on_timeout``.
+def sweep_forever(tracker: AsyncTracker, stop: threading.Event, interval: float = 2.0) -> None:
+    """Run ``expire_overdue`` every ``interval`` s until ``stop``; a Redis outage is logged once when it
+    starts and once when it ends, and sweeps resume once Redis answers.
 
-    A Redis outage skips sweeps (logged once when it starts and once when it ends) until Redis is back.
+    Each timeout is settled with its delivery job in one script, so a stop between two ids loses
+    nothing: the rest are still in ``deadlines`` for the next sweep (of this or any other worker).
     """
     outage = Outage(logger, "async sweeper")
     while not stop.wait(interval):
         try:
-            expired = tracker.expire_overdue()
+            tracker.expire_overdue()
         except RedisError as exc:
             outage.failed(exc)
             continue
         outage.recovered()
-        for result in expired:
-            if on_timeout is not None:
-                on_timeout(result)
 
 
 def request_ids(tracker: AsyncTracker, limit: int = 10_000) -> list[str]:

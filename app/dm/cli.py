@@ -30,6 +30,11 @@ from app.errors import DevicehooksError
 
 DEFAULT_TIMEOUT = 30.0
 
+# Result -> its decoded value. The tracker stores payloads as received; decoding is the workers' (with
+# LWM2M_OBJECTS), handed in by the top-level CLI so that app.dm never imports workers.
+Decode = Callable[[AsyncResult], Any]
+_decoders: list[Decode] = []
+
 
 def _settings() -> config_module.Settings:
     """Settings from the environment, logging set up."""
@@ -82,10 +87,11 @@ def _finish(result: AsyncResult, timeout: float, value_only: bool) -> None:
         raise click.ClickException(
             f"the request {result.id} ended {result.state}: status={result.status} error={result.error}"
         )
+    value = _decoders[0](result) if _decoders else result.payload_b64
     if value_only:
-        _echo_json(result.value)
+        _echo_json(value)
         return
-    _echo_json({"id": result.id, "status": result.status, "ct": result.ct, "value": result.value})
+    _echo_json({"id": result.id, "status": result.status, "ct": result.ct, "value": value})
 
 
 def _device_request(
@@ -246,7 +252,9 @@ COMMANDS = (
 )
 
 
-def add_commands(group: click.Group) -> None:
-    """Add the Device Management commands to the ``devicehooks`` group."""
+def add_commands(group: click.Group, decode: Decode | None = None) -> None:
+    """Add the Device Management commands to the ``devicehooks`` group; ``decode`` types results."""
+    if decode is not None:
+        _decoders[:] = [decode]
     for command in COMMANDS:
         group.add_command(command)

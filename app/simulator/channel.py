@@ -111,6 +111,7 @@ class Channel:
         self._pull_purged_at = 0.0  # monotonic time until which a deleted pull channel answers 410
         self._seq = 0
         self._sent_ids: list[str] = []
+        self._acked_at: dict[str, float] = {}  # event key -> when its batch was first acknowledged
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="simulator-delivery", daemon=True)
         self._session = requests.Session()
@@ -373,10 +374,19 @@ class Channel:
         if self.config.record_ids:
             self._sent_ids.extend(event.key for event in batch)
 
+    def acked_at(self) -> dict[str, float]:
+        """When each event's batch was first acknowledged (time.time(); config.record_ids)."""
+        with self.cond:
+            return dict(self._acked_at)
+
     def _count_acked(self, batch: list[Event]) -> None:
         """Count an acknowledged batch (lock held)."""
         self.counters.acknowledged += len(batch)
         self.counters.batches += 1
+        if self.config.record_ids:
+            now = time.time()
+            for event in batch:
+                self._acked_at.setdefault(event.key, now)
 
     # the delivery thread ---------------------------------------------------------------------
 

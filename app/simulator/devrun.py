@@ -85,5 +85,5 @@ class DevSimulator:
         result = tracker.wait(async_id, timeout=wait)
         echo(
             f"async read of {devices[0]['id']}/3/0/0 through the simulator: state={result.state} "
-            f"status={result.status} value={result.value!r}"
+            f"status={result.status} ct={result.ct} payload={result.payload_b64!r}"
         )

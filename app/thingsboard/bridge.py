@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any
@@ -23,7 +24,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from app.config import Settings
-from app.dm.asyncs import AsyncTracker
+from app.dm.asyncs import AsyncResult, AsyncTracker
 from app.dm.client import DMClient
 from app.errors import DMApiError
 from app.thingsboard import rpc, stream
@@ -42,8 +43,15 @@ RPC_THREADS = 8
 class Bridge:
     """Owns the gateway connection, the stream consumer and the RPC threads."""
 
-    def __init__(self, settings: Settings, redis: Redis, client: DMClient | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        client: DMClient | None,
+        decode: Callable[[AsyncResult], Any],
+    ) -> None:
         self.settings = settings
+        self.decode = decode
         self.redis = redis
         self.client = client
         self.tracker = AsyncTracker(redis, queue_name=settings.queue_name)
@@ -199,7 +207,8 @@ class Bridge:
             ep = self._endpoint(request.device)
             if ep is None:
                 raise rpc.RpcError(404, f"device {request.device!r} was never registered through this bridge")
-            answer = rpc.reply(request, self._call(ep, rpc.device_call(request)))
+            result = self._call(ep, rpc.device_call(request))
+            answer = rpc.reply(request, result, self.decode(result) if result.ok else None)
         except rpc.RpcError as exc:
             answer = rpc.error_reply(request.device, request.id, exc.status, str(exc))
         except DMApiError as exc:

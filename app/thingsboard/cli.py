@@ -67,8 +67,9 @@ def thingsboard(check_only: bool) -> None:
     logs.setup(settings.log_level)
     if check_only:
         sys.exit(0 if check(settings) else 1)
+    from app.decoded import decode_result
     from app.thingsboard.bridge import Bridge
 
     client: DMClient | None = client_from_settings(settings) if settings.dm_api_key else None
     redis = connect(settings.redis_url or "", tls_verify=settings.redis_tls_verify, socket_timeout=10)
-    sys.exit(Bridge(settings, redis, client).run())
+    sys.exit(Bridge(settings, redis, client, decode_result).run())

@@ -153,10 +153,10 @@ def send_and_wait(
     return tracker.wait(async_id, timeout)
 
 
-def reply(rpc: Rpc, result: AsyncResult) -> dict[str, Any]:
-    """The reply document for a settled (or timed-out) request."""
+def reply(rpc: Rpc, result: AsyncResult, value: Any) -> dict[str, Any]:
+    """The reply document for a settled (or timed-out) request whose decoded value is ``value``."""
     if result.ok:
-        return {"device": rpc.device, "id": rpc.id, "data": {"status": result.status, "value": result.value}}
+        return {"device": rpc.device, "id": rpc.id, "data": {"status": result.status, "value": value}}
     status = result.status if result.status is not None else 504
     error = result.error or f"status {result.status}"
     return error_reply(rpc.device, rpc.id, status, error)

@@ -6,7 +6,23 @@ must have reached the healthy handler, and every async request must have reached
                                     [--kills 2] [--workers 1] [--timeout 600] [--report FILE]
 
 - Redis: a private redis-server with ``appendonly yes`` (``appendfsync everysec``), restarted with
-  SIGTERM on the same port and directory (``RedisServer.stop()``/``start()``);
+  SIGTERM on the same port and directory (``RedisServer.stop()``/``start()``), later SIGKILLed and
+  started again, full for 10 s (``maxmemory`` 1 byte, ``noeviction``: every write refused), and closing
+  idle client connections for a while (``CONFIG SET timeout 1``, as managed Redis does);
+- what the soak checks after a Redis SIGKILL: with ``appendfsync everysec`` Redis may lose the writes of
+  the last second before the kill, by its own contract, acknowledged batches included. A notification
+  whose batch was acknowledged within FSYNC_WINDOW (2 s) before a SIGKILL and that never arrived is
+  counted apart ("lost in Redis' fsync window", reported, allowed); so is an async request issued,
+  answered or handed to its handler in that window (Redis may forget the settlement or the call's
+  claim, so the handler may be called again). Anything else lost fails the run;
+- poison: batches PUT straight to the web with an async-response whose id Redis cannot encode
+  (``"\ud800"``) or whose id is a number, and an item that fails validation, next to good
+  notifications that must all arrive;
+- async hand-off kills: a worker started with ``DEVICEHOOKS_TEST_KILL_AT`` dies at each named point
+  (after settling a batch's async-responses, before and after a named handler's call);
+- settled means: the sender idle and nothing queued, in RQ's intermediate list, started, scheduled or
+  deferred, twice in a row; jobs in ``rq:failed`` fail the run;
+- the handlers record into a second Redis (the recorder) that is never faulted;
 - web: the Procfile's command; restarted with SIGTERM (gunicorn's graceful stop) on the same port;
 - workers: the Procfile's command; SIGKILLed with their scheduler child, like a dyno that dies, while a
   batch job is running and after the healthy handler took its events; a new worker is started at once;
@@ -39,10 +55,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.registry import DeferredJobRegistry, FailedJobRegistry
 
+from app.config import KILL_POINTS
 from app.dm.asyncs import AsyncTracker
 from app.dm.client import DMClient
 from app.redis_server import RedisServer, free_port
@@ -71,6 +90,10 @@ logger = logging.getLogger(__name__)
 API_KEY = "ak_simulator"
 QUEUE = "soak"
 POLL = 0.05
+FSYNC_WINDOW = 2.0  # s before a Redis SIGKILL whose acknowledged writes Redis may lose (appendfsync everysec)
+REDIS_FULL_SECONDS = 10.0
+IDLE_TIMEOUT_SECONDS = 5.0
+POISON_BODIES = 10
 Echo = Callable[[str], object]
 
 
@@ -88,12 +111,28 @@ class SoakConfig:
     timeout: float = 600.0  # hard bound of the whole run
     async_timeout: float = 300.0  # s before an unanswered async request times out (to its handler)
     logs: Path | None = None
+    redis_kill: bool = True
+    redis_full: float = REDIS_FULL_SECONDS  # s; 0 = no Redis-full fault
+    idle_timeout: bool = True
+    poison: int = POISON_BODIES
+    async_kills: tuple[str, ...] = KILL_POINTS
 
-    def schedule(self) -> list[tuple[float, str]]:
-        """(share of notifications generated, fault) in order: Redis, kills and the web restart spread out."""
-        faults = ["redis-restart", "worker-kill", "web-restart"] + ["worker-kill"] * (self.kills - 1)
+    def fault_names(self) -> list[str]:
+        """The faults in order."""
+        faults = ["redis-restart", "worker-kill", "web-restart"]
+        faults += ["redis-kill"] if self.redis_kill else []
+        faults += ["redis-full"] if self.redis_full else []
+        faults += ["idle-timeout"] if self.idle_timeout else []
+        faults += ["poison"] if self.poison else []
+        faults += [f"async-kill-{point}" for point in self.async_kills]
+        faults += ["worker-kill"] * (self.kills - 1)
         if self.kills == 0:
             faults.remove("worker-kill")
+        return faults
+
+    def schedule(self) -> list[tuple[float, str]]:
+        """(share of notifications generated, fault) in order, spread over the sending."""
+        faults = self.fault_names()
         step = 0.8 / (len(faults) + 1)
         return [(0.1 + step * (i + 1), name) for i, name in enumerate(faults)]
 
@@ -160,6 +199,10 @@ class SoakReport:
     healthy_extra: int = 0
     healthy_dup_uids: int = 0
     healthy_causes: Counter[str] = field(default_factory=Counter)
+    window_lost: int = 0  # lost within Redis' fsync window before a SIGKILL (allowed, reported)
+    poison_sent: int = 0
+    rejections: int = 0
+    failed_jobs: int = 0
     flaky_failures: int = 0
     flaky_missing: int = 0
     flaky_dead: int = 0
@@ -168,6 +211,7 @@ class SoakReport:
     async_issued: int = 0
     async_refused: Counter[str] = field(default_factory=Counter)
     async_calls: Counter[int] = field(default_factory=Counter)  # calls per id -> how many ids
+    async_window: int = 0  # async ids issued or answered in an fsync window, left out of async_calls
     async_states: Counter[str] = field(default_factory=Counter)
     faults: list[Fault] = field(default_factory=list)
     incidents: list[str] = field(default_factory=list)
@@ -187,8 +231,8 @@ class SoakReport:
 
     @property
     def ok(self) -> bool:
-        """Nothing lost, async exactly once, and the run settled."""
-        return self.finished and not self.lost and self.async_exactly_once
+        """Nothing lost, async exactly once, no job failed for good, and the run settled."""
+        return self.finished and not self.lost and self.async_exactly_once and not self.failed_jobs
 
     def markdown(self) -> str:
         """The report."""
@@ -197,7 +241,8 @@ class SoakReport:
         lines = [
             f"## Soak: {cfg.notifications:,} notifications + {cfg.async_requests} async requests, faults",
             "",
-            f"{'PASS' if self.ok else 'FAIL'}: {self.lost} lost, "
+            f"{'PASS' if self.ok else 'FAIL'}: {self.lost} lost ({self.window_lost} in fsync windows), "
+            f"{self.failed_jobs} failed jobs, "
             f"async exactly once: {self.async_exactly_once}, "
             f"settled: {self.finished}; {self.seconds:.0f} s; {cfg.workers} worker process(es), "
             f"{cfg.batch_size:,}-item batches at most, handler failure rate {cfg.fail_rate:.0%}",
@@ -207,7 +252,11 @@ class SoakReport:
             f"| notifications sent (simulator) | {self.sent:,} |",
             f"| PUTs failed and retried by the sender | {stats.get('failures', 0):,} |",
             f"| events dropped by the sender | {stats.get('dropped', 0):,} |",
+            f"| poison bodies PUT (their good notifications expected) / items rejected | "
+            f"{self.poison_sent} / {self.rejections} |",
             f"| **healthy handler: notifications never delivered** | **{self.healthy_missing}** |",
+            f"| lost in Redis' fsync window before a SIGKILL (allowed) | {self.window_lost} |",
+            f"| **jobs failed for good (rq:failed)** | **{self.failed_jobs}** |",
             f"| healthy handler: duplicate deliveries | {self.healthy_extra:,} |",
             f"| healthy handler: uids delivered more than once | {self.healthy_dup_uids:,} |",
             f"| flaky handler: injected failures (retried) | {self.flaky_failures:,} |",
@@ -217,6 +266,7 @@ class SoakReport:
             f"| async requests issued | {self.async_issued} |",
             f"| async requests refused at creation (Redis down) | {sum(self.async_refused.values())} |",
             f"| **async handler calls per request** | **{_calls(self.async_calls)}** |",
+            f"| async requests in an fsync window (not counted above) | {self.async_window} |",
             f"| async results | {', '.join(f'{k} {v}' for k, v in sorted(self.async_states.items()))} |",
             "",
             "| fault | at s | lasted s | detail |",
@@ -255,6 +305,12 @@ class Soak:
         self.echo = echo
         self.logs = cfg.logs or Path(tempfile.mkdtemp(prefix="devicehooks-soak-"))
         self.redis_server = RedisServer(directory=str(self.logs / "redis"), appendonly=True)
+        self.recorder_server = RedisServer(directory=str(self.logs / "recorder"))
+        self.records: Redis | None = None
+        self.async_issued_at: dict[str, float] = {}
+        self.poison_uids: set[str] = set()
+        self.poison_sent = 0
+        self.redis_kills: list[float] = []  # time.time() of each Redis SIGKILL
         self.port = free_port()
         self.env: dict[str, str] = {}
         self.web: subprocess.Popen[bytes] | None = None
@@ -317,6 +373,7 @@ class Soak:
         if self.sim is not None:
             self.sim.stop()
         self.redis_server.stop()
+        self.recorder_server.stop()
 
     # --- faults --------------------------------------------------------------------------------------
 
@@ -332,6 +389,141 @@ class Soak:
         seen = self.sim.sim.stats()["failures"] - before
         fault.detail = f"SIGTERM, down {fault.end - fault.start:.1f} s, {seen} PUT(s) refused meanwhile"
         return fault
+
+    def kill_redis(self) -> Fault:
+        """SIGKILL Redis (no AOF rewrite, no fsync: up to ~1 s of writes may go), start it again at once."""
+        assert self.redis_server.process is not None
+        fault = Fault("redis-kill", time.time())
+        self.redis_server.process.kill()
+        self.redis_server.process.wait(10)
+        self.redis_kills.append(time.time())
+        self.redis_server.start()
+        fault.end = time.time()
+        fault.detail = f"SIGKILL (appendfsync everysec), down {fault.end - fault.start:.1f} s"
+        return fault
+
+    def fill_redis(self) -> Fault:
+        """Redis full for REDIS_FULL_SECONDS: maxmemory 1 byte with noeviction refuses every write."""
+        assert self.redis is not None
+        fault = Fault("redis-full", time.time())
+        self.redis.config_set("maxmemory-policy", "noeviction")
+        self.redis.config_set("maxmemory", 1)
+        self.wait_for(lambda: False, time.monotonic() + self.cfg.redis_full)
+        self.redis.config_set("maxmemory", 0)
+        fault.end = time.time()
+        fault.detail = f"maxmemory 1 byte + noeviction for {fault.end - fault.start:.1f} s"
+        return fault
+
+    def idle_disconnects(self) -> Fault:
+        """Redis closes client connections idle for 1 s (CONFIG SET timeout 1) for a few seconds."""
+        assert self.redis is not None
+        fault = Fault("idle-timeout", time.time())
+        before = int(self.redis.info("stats").get("total_connections_received", 0))
+        self.redis.config_set("timeout", 1)
+        self.wait_for(lambda: False, time.monotonic() + IDLE_TIMEOUT_SECONDS)
+        self.redis.config_set("timeout", 0)
+        after = int(self.redis.info("stats").get("total_connections_received", 0))
+        fault.end = time.time()
+        fault.detail = (
+            f"timeout 1 s for {IDLE_TIMEOUT_SECONDS:g} s; {after - before} new connection(s) meanwhile"
+        )
+        return fault
+
+    def send_poison(self) -> Fault:
+        """PUT bodies that mix good notifications with poison straight to the web (retrying a 503).
+
+        Even bodies carry an async-response whose id Redis cannot encode (``"\\ud800"``, valid JSON);
+        odd ones an async-response whose id is a number. Each also has a notification without a path.
+        A web that refuses a body outright (4xx) is not retried and its good notifications not expected.
+        """
+        fault = Fault("poison", time.time())
+        url = f"http://127.0.0.1:{self.port}/notify"
+        headers = {**json.loads(SECRET_HEADERS), "Content-Type": "application/json"}
+        refused = 0
+        for i in range(self.cfg.poison):
+            uids = [f"poison-{i}-{j}" for j in range(3)]
+            bad_id: object = "\ud800" if i % 2 == 0 else 12345
+            body = {
+                "notifications": [
+                    {"ep": "poison-ep", "path": "/3303/0/5700", "payload": "MjEuNQ==", "uid": uid}
+                    for uid in uids
+                ]
+                + [{"ep": "poison-ep", "payload": "MQ=="}],  # no path: rejected with its reason
+                "async-responses": [{"id": bad_id, "status": 200, "payload": "MQ=="}],
+            }
+            status = self._put(url, json.dumps(body), headers)
+            if status == 204:
+                self.poison_uids.update(uids)
+                self.poison_sent += 1
+            else:
+                refused += 1
+        fault.end = time.time()
+        fault.detail = (
+            f"{self.poison_sent} bodies acknowledged (3 good notifications + 2 poison items each), "
+            f"{refused} refused by the web"
+        )
+        return fault
+
+    def _put(self, url: str, body: str, headers: dict[str, str]) -> int:
+        """PUT one body until answered other than 503 (at most 20 tries); the last status, 0 if none."""
+        status = 0
+        for _ in range(20):
+            try:
+                status = requests.put(url, data=body, headers=headers, timeout=10).status_code
+            except requests.RequestException:
+                status = 0
+            if status not in (0, 503):
+                return status
+            self.wait_for(lambda: False, time.monotonic() + 0.5)
+        return status
+
+    def async_kill(self, point: str) -> Fault:
+        """An extra worker that SIGKILLs itself at ``point`` (DEVICEHOOKS_TEST_KILL_AT); not restarted."""
+        fault = Fault(f"async-kill-{point}", time.time())
+        self.spawned += 1
+        log = self.logs / f"worker-{self.spawned}-kill-{point}.log"
+        proc = start_worker({**self.env, "DEVICEHOOKS_TEST_KILL_AT": point}, log)
+        self.started.append(proc)
+        self.culprits[proc.pid] = fault.name
+        died = self._issue_async_until(lambda: proc.poll() is not None, 30)
+        if not died:
+            stop(proc, signal.SIGTERM, timeout=30)
+        for pid in process_tree(proc.pid) if proc.poll() is None else []:
+            _kill_quietly(pid, signal.SIGKILL)
+        fault.end = time.time()
+        fault.pids = [proc.pid]
+        reached = died and proc.returncode == -signal.SIGKILL
+        fault.detail = f"pid {proc.pid} {'died there' if reached else 'never reached it in 30 s; stopped'}"
+        return fault
+
+    def _issue_async_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Issue async requests (every 0.3 s, each naming the soak's handler) until done() or timeout."""
+        assert self.sim is not None
+        assert self.redis is not None
+        tracker = AsyncTracker(self.redis, queue_name=QUEUE, default_timeout=self.cfg.async_timeout)
+        client = DMClient(self.sim.url, API_KEY, timeout=10, max_retries=2, backoff=0.05, max_backoff=0.2)
+        devices = [d["id"] for d in self.sim.sim.directory()]
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if done():
+                    return True
+                self._one_async_request(tracker, client, devices[len(self.async_ids) % len(devices)])
+                self.wait_for(done, time.monotonic() + 0.3)
+            return done()
+        finally:
+            client.close()
+
+    def _one_async_request(self, tracker: AsyncTracker, client: DMClient, device: str) -> None:
+        """Issue one device request naming the soak's async handler; count it, or count its refusal."""
+        async_id = tracker.new_id()
+        self.async_issued_at[async_id] = time.time()
+        try:
+            tracker.request(client, device, "GET", "/3/0/0", handler=ASYNC_HANDLER, async_id=async_id)
+        except Exception as exc:
+            self.async_refused[type(exc).__name__] += 1
+            return
+        self.async_ids.append(async_id)
 
     def kill_worker(self, number: int) -> Fault:
         """SIGKILL the oldest worker (and its scheduler) mid-batch, after the healthy handler took events."""
@@ -361,7 +553,8 @@ class Soak:
         started = time.monotonic()
         while time.monotonic() < started + timeout:
             try:
-                last = self.redis.get(f"{HEALTHY_LAST_KEY}{pid}")
+                assert self.records is not None
+                last = self.records.get(f"{HEALTHY_LAST_KEY}{pid}")
                 job, held = _text(last).split() if last else ("", "")
                 running = bool(job) and self.redis.hget(f"rq:job:{job}", "status") == b"started"
             except RedisError:
@@ -390,6 +583,16 @@ class Soak:
             fault = self.restart_redis()
         elif name == "worker-kill":
             fault = self.kill_worker(kills + 1)
+        elif name == "redis-kill":
+            fault = self.kill_redis()
+        elif name == "redis-full":
+            fault = self.fill_redis()
+        elif name == "idle-timeout":
+            fault = self.idle_disconnects()
+        elif name == "poison":
+            fault = self.send_poison()
+        elif name.startswith("async-kill-"):
+            fault = self.async_kill(name.removeprefix("async-kill-"))
         else:
             fault = self.restart_web()
         self.faults.append(fault)
@@ -438,14 +641,7 @@ class Soak:
             pause = start + self.cfg.duration * i / max(1, self.cfg.async_requests) - time.monotonic()
             if self.stop_event.wait(max(0.0, pause)):
                 break
-            try:
-                async_id = tracker.request(
-                    client, devices[i % len(devices)], "GET", "/3/0/0", handler=ASYNC_HANDLER
-                )
-            except Exception as exc:
-                self.async_refused[type(exc).__name__] += 1
-                continue
-            self.async_ids.append(async_id)
+            self._one_async_request(tracker, client, devices[i % len(devices)])
         client.close()
 
     # --- waiting and checking ------------------------------------------------------------------------
@@ -460,10 +656,10 @@ class Soak:
 
     def read_logs(self) -> bool:
         """Fold in new handler records; False while Redis is unreachable."""
-        assert self.redis is not None
+        assert self.records is not None
         try:
             for log in (self.healthy, self.flaky, self.asyncs):
-                log.read(self.redis)
+                log.read(self.records)
         except RedisError:
             return False
         return True
@@ -471,7 +667,7 @@ class Soak:
     def sent_uids(self) -> set[str]:
         """Uids of every notification the simulator sent (other keys contain a colon)."""
         assert self.sim is not None
-        return {key for key in self.sim.sim.sent_event_ids() if ":" not in key}
+        return {key for key in self.sim.sim.sent_event_ids() if ":" not in key} | self.poison_uids
 
     def dead_lettered(self, handler: str) -> set[str]:
         """Uids in the dead letters of one handler."""
@@ -503,8 +699,13 @@ class Soak:
         if stats["queued"] or stats["in_flight"]:
             return False
         queue = Queue(QUEUE, connection=self.redis)
-        registries = (queue.started_job_registry, queue.scheduled_job_registry)
-        return not (len(queue) or any(len(r) for r in registries))
+        registries = (
+            queue.started_job_registry,
+            queue.scheduled_job_registry,
+            DeferredJobRegistry(queue=queue),
+        )
+        intermediate = self.redis.llen(queue.intermediate_queue_key)
+        return not (len(queue) or intermediate or any(len(r) for r in registries))
 
     def wait_for(self, predicate: Callable[[], bool], deadline: float, every: float = POLL) -> bool:
         """Poll a condition (supervising processes meanwhile) until it holds or the deadline passes."""
@@ -525,12 +726,15 @@ class Soak:
         report = SoakReport(self.cfg, logs=str(self.logs), t0=self.t0)
         try:
             self.redis_server.start()
+            self.recorder_server.start()
             self.redis = Redis.from_url(self.redis_server.url, socket_timeout=10, socket_connect_timeout=2)
+            self.records = Redis.from_url(self.recorder_server.url, socket_timeout=10)
             self.env = product_env(
                 self.redis_server.url,
                 "tests.fixtures.soak_handlers",
                 QUEUE,
                 SOAK_FAIL_RATE=str(self.cfg.fail_rate),
+                SOAK_RECORD_URL=self.recorder_server.url,
             )
             self.start_web()
             for _ in range(self.cfg.workers):
@@ -563,25 +767,48 @@ class Soak:
         sent = self.sent_uids()
         report.sent = len(sent)
         report.sim_stats = self.sim.sim.stats()
-        report.healthy_missing = len(self.healthy.missing(sent))
+        acked_at = self.sim.sim.channel.acked_at()
+        excused = {uid for uid in sent if self.in_fsync_window(acked_at.get(uid))}
+        healthy_missing = self.healthy.missing(sent)
+        report.window_lost = len(healthy_missing & excused)
+        report.healthy_missing = len(healthy_missing - excused)
+        report.poison_sent = self.poison_sent
+        report.rejections = int(self.redis.llen("devicehooks:rejections"))
+        queue = Queue(QUEUE, connection=self.redis)
+        report.failed_jobs = len(FailedJobRegistry(queue=queue))
         dups = self.healthy.duplicates()
         report.healthy_dup_uids = len(dups)
         report.healthy_extra = sum(len(d) - 1 for d in dups.values())
         report.healthy_causes = self.causes(dups)
         dead = self.dead_lettered("soak-flaky")
         report.flaky_dead = len(dead & sent)
-        report.flaky_missing = len(self.flaky.missing(sent) - dead)
+        report.flaky_missing = len(self.flaky.missing(sent) - dead - excused)
         flaky_dups = self.flaky.duplicates()
         report.flaky_extra = sum(len(d) - 1 for d in flaky_dups.values())
         report.flaky_causes = self.causes(flaky_dups)
-        report.flaky_failures = int(self.redis.get(FLAKY_FAILURES_KEY) or 0)
+        assert self.records is not None
+        report.flaky_failures = int(self.records.get(FLAKY_FAILURES_KEY) or 0)
         report.async_issued = len(self.async_ids)
         report.async_refused = self.async_refused
-        report.async_calls = Counter(len(self.asyncs.deliveries.get(i, [])) for i in self.async_ids)
+        windowed = {
+            i
+            for i in self.async_ids
+            if self.in_fsync_window(self.async_issued_at.get(i))
+            or self.in_fsync_window(acked_at.get(f"async-responses:{i}"))
+            or any(self.in_fsync_window(call.t) for call in self.asyncs.deliveries.get(i, []))
+        }
+        report.async_window = len(windowed)
+        report.async_calls = Counter(
+            len(self.asyncs.deliveries.get(i, [])) for i in self.async_ids if i not in windowed
+        )
         tracker = AsyncTracker(self.redis, queue_name=QUEUE)
         report.async_states = Counter(tracker.get(i).state for i in self.async_ids)
         report.faults = self.faults
         report.incidents = self.incidents
+
+    def in_fsync_window(self, t: float | None) -> bool:
+        """True when time t falls within FSYNC_WINDOW before a Redis SIGKILL (its writes may be gone)."""
+        return t is not None and any(kill - FSYNC_WINDOW <= t <= kill for kill in self.redis_kills)
 
     def causes(self, dups: dict[str, list[Delivery]]) -> Counter[str]:
         """Why each extra delivery happened: the same job ran again, or the sender sent the batch again."""

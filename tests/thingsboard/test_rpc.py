@@ -28,8 +28,8 @@ def rpc(method: str, params: Any) -> Rpc:
 def result(**kw: Any) -> AsyncResult:
     """An async result."""
     base: dict[str, Any] = dict(
-        id="a", ep="d", path="/3303/0/5700", method="GET", status=200, payload_b64=None, ct=None, value=21.5,
-        error=None, timed_out=False, resolved_at=1.0,
+        id="a", ep="d", path="/3303/0/5700", method="GET", status=200, payload_b64="MjEuNQ==",
+        ct="text/plain", error=None, timed_out=False, resolved_at=1.0,
     )  # fmt: skip
     return AsyncResult(**{**base, **kw})
 
@@ -84,10 +84,12 @@ def test_attribute_keys_that_are_paths_become_puts_and_the_rest_is_ignored() -> 
 
 def test_replies_carry_the_value_or_the_error() -> None:
     request = rpc("read", {"path": "3303/0/5700"})
-    assert reply(request, result()) == {"device": "d", "id": 7, "data": {"status": 200, "value": 21.5}}
-    failed = reply(request, result(status=404, value=None, error="NOT_FOUND"))
+    assert reply(request, result(), 21.5) == {"device": "d", "id": 7, "data": {"status": 200, "value": 21.5}}
+    failed = reply(request, result(status=404, payload_b64=None, error="NOT_FOUND"), None)
     assert failed == {"device": "d", "id": 7, "data": {"status": 404, "error": "NOT_FOUND"}}
     pending = reply(
-        request, result(status=None, value=None, error="TIMEOUT: no async-response", state="pending")
+        request,
+        result(status=None, payload_b64=None, error="TIMEOUT: no async-response", state="pending"),
+        None,
     )
     assert pending["data"]["status"] == 504
