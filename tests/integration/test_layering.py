@@ -32,6 +32,7 @@ SHARED_CORE = frozenset(
         "app.weather",  # waiting out a full, read-only or absent Redis
         "app.counters",  # the workers' counters, read by /metrics and the status page
         "app.state",  # device state keys, shared by the state handler and the API
+        "app.thingsboard",  # the package (its __init__ imports nothing)
         "app.thingsboard.mapping",  # Event JSON -> gateway payloads (pure), used by the bridge's handler
         "app.thingsboard.stream",  # the bridge's Redis stream, fed by that handler
     }

@@ -222,10 +222,10 @@ def test_a_device_request_goes_through_the_tracker_and_is_listed_until_resolved(
     assert (created["object"], created["state"]) == ("async-request", "pending")
     listed = get(client, "/api/v1/async-requests?state__eq=pending")
     assert [r["id"] for r in listed["data"]] == [created["id"]]
-    from app.dm.asyncs import AsyncTracker
+    from app.dm.asyncs import AsyncTracker, Response
 
     AsyncTracker(redis, queue_name=settings.queue_name).resolve(
-        {"id": created["id"], "status": 200, "payload": "MQ==", "ct": "text/plain"}
+        Response(id=created["id"], status=200, payload_b64="MQ==", ct="text/plain")
     )
     settled = get(client, f"/api/v1/async-requests/{created['id']}")
     assert (settled["state"], settled["status"], settled["value"], settled["error"]) == (
