@@ -54,6 +54,7 @@ def test_two_gunicorn_workers_and_a_worker_count_into_one_scrape_and_serve_the_s
         **worker_env(redis_url, "tests.fixtures.handlers:only_healthy"),
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
+        "WEB_THREADS": "1",  # a worker takes one connection at a time: the held PUT pins one of the two
         "CALLBACK_HEADERS": json.dumps(HEADERS),
         "MANAGEMENT_API_KEYS": KEY,
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
