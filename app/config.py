@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 DEFAULT_DM_API_URL = "https://api.us-east-1.mbedcloud.com"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 INSECURE_OPT_OUT = "DEVICEHOOKS_INSECURE_NO_AUTH"
+
+# `devicehooks run` writes what other terminals need to reach it here, relative to the current
+# directory (where the runner keeps its data), and deletes the file when it stops.
+RUNNER_ENV_FILE = Path(".devicehooks") / "env"
+RUNNER_ENV_KEYS = ("REDIS_URL", "DM_API_URL", "DM_API_KEY", "CALLBACK_HEADERS", "HANDLERS")
+RUNNER_PID = "DEVICEHOOKS_RUNNER_PID"
+RUNNER_STARTED = "DEVICEHOOKS_RUNNER_STARTED"
 
 
 class ConfigError(ValueError):
@@ -50,7 +59,7 @@ class Settings:
     def __repr__(self) -> str:
         """Show the settings without any secret."""
         return (
-            f"Settings(redis_url={_redact_url(self.redis_url)!r}, callback_path={self.callback_path!r}, "
+            f"Settings(redis_url={redact_url(self.redis_url)!r}, callback_path={self.callback_path!r}, "
             f"callback_url={self.callback_url!r}, callback_headers={sorted(self.callback_headers)!r}, "
             f"dm_api_url={self.dm_api_url!r}, dm_api_key={'set' if self.dm_api_key else 'unset'}, "
             f"handlers={self.handlers!r}, queue_name={self.queue_name!r})"
@@ -61,7 +70,7 @@ class Settings:
         return replace(self, **changes)
 
 
-def _redact_url(url: str | None) -> str | None:
+def redact_url(url: str | None) -> str | None:
     """Hide the password part of a URL."""
     if not url:
         return url
@@ -177,9 +186,71 @@ def _log_level(env: Mapping[str, str]) -> str:
     return raw
 
 
+def process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (/proc), or None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _runner_alive(pid: str | None, started: str | None) -> bool:
+    """True when the process that wrote a runner env file still runs (same pid, same start time)."""
+    if not pid or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = process_start(int(pid))
+    return now is None or started is None or now == started
+
+
+def format_runner_env(values: Mapping[str, str], pid: int) -> str:
+    """The text of a runner env file: shell-quoted KEY=value lines (``set -a; . .devicehooks/env``)."""
+    lines = [f"{key}={shlex.quote(values[key])}" for key in RUNNER_ENV_KEYS if values.get(key)]
+    lines.append(f"{RUNNER_PID}={pid}")
+    lines.append(f"{RUNNER_STARTED}={process_start(pid) or ''}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_runner_env(text: str) -> dict[str, str]:
+    """KEY=value lines (shell-quoted) to a dict; other lines are ignored."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        if len(words) == 1 and "=" in words[0]:
+            key, value = words[0].split("=", 1)
+            values[key] = value
+    return values
+
+
+def runner_env(path: Path = RUNNER_ENV_FILE) -> dict[str, str]:
+    """What a running ``devicehooks run`` wrote to ``path``; empty when the file is absent or stale."""
+    try:
+        values = parse_runner_env(path.read_text())
+    except OSError:
+        return {}
+    if not _runner_alive(values.get(RUNNER_PID), values.get(RUNNER_STARTED)):
+        return {}
+    return {key: values[key] for key in RUNNER_ENV_KEYS if key in values}
+
+
+def environment() -> dict[str, str]:
+    """The process environment; a variable it lacks comes from a running runner's env file."""
+    return {**runner_env(), **os.environ}
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting from the environment."""
-    env = os.environ if env is None else env
+    """Read and validate every setting from ``env``, by default :func:`environment`."""
+    env = environment() if env is None else env
     headers = parse_headers("CALLBACK_HEADERS", _get(env, "CALLBACK_HEADERS"))
     previous = parse_headers("CALLBACK_HEADERS_PREVIOUS", _get(env, "CALLBACK_HEADERS_PREVIOUS"))
     insecure = _bool(env, INSECURE_OPT_OUT)
