@@ -51,7 +51,9 @@ def main() -> None:
 @main.command()
 @click.option("--port", type=int, default=None, help="Port of the web process (default: PORT, else 8000).")
 @click.option("--reset", is_flag=True, help="Start from empty data: delete the embedded Redis's data first.")
-@click.option("-v", "--verbose", is_flag=True, help="Show every log line of every process (RQ's, access log).")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show every log line of every process (RQ's, access log)."
+)
 def run(port: int | None, reset: bool, verbose: bool) -> None:
     """Run Redis (embedded unless REDIS_URL is set), the simulator, web and worker for development."""
     from app import devrunner

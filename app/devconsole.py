@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 RECORD = re.compile(
     r"^\d{4}-\d\d-\d\d (?P<time>\d\d:\d\d:\d\d),\d+ (?P<level>[A-Z]+) \d+ (?P<name>[\w.\-]+): (?P<msg>.*)$"
 )
-GUNICORN = re.compile(r"^\[\d{4}-\d\d-\d\d (?P<time>\d\d:\d\d:\d\d)[^\]]*\] \[\d+\] \[(?P<level>[A-Z]+)\] (?P<msg>.*)$")
-BATCH_DONE = re.compile(r"^batch \S+ .*events=(?P<events>\{[^}]*\}) rejected=(?P<rejected>\d+) failed_handlers=(?P<failed>\d+)")
+GUNICORN = re.compile(
+    r"^\[\d{4}-\d\d-\d\d (?P<time>\d\d:\d\d:\d\d)[^\]]*\] \[\d+\] \[(?P<level>[A-Z]+)\] (?P<msg>.*)$"
+)
+BATCH_DONE = re.compile(
+    r"^batch \S+ .*events=(?P<events>\{[^}]*\}) rejected=(?P<rejected>\d+) failed_handlers=(?P<failed>\d+)"
+)
 LOUD = frozenset({"WARNING", "ERROR", "CRITICAL"})
 # INFO records a person acts on: (logger name or "gunicorn", message prefix)
 WORTH_SHOWING = (

@@ -1,4 +1,4 @@
-"""``devicehooks run``: Redis (embedded when REDIS_URL is unset), the simulator, web and worker, stopped together.
+"""``devicehooks run``: Redis (embedded unless REDIS_URL is set), the simulator, web and worker, together.
 
 Every child runs in its own process group (session), so the terminal's Ctrl-C reaches only the runner;
 before that, Ctrl-C also reached redis-server, Redis exited before the worker and the worker and its
@@ -47,13 +47,16 @@ STARTUP_TIMEOUT = 60.0  # s for every child to become ready
 STOP_TIMEOUT = 10.0  # s per tier before SIGKILL
 SUMMARY_EVERY = 5.0  # s between summary lines (printed only when something happened)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SAMPLE_BATCH = (
+    '{"notifications":[{"ep":"dev-1","path":"/3303/0/5700","ct":"text/plain","payload":"MjMuNQ=="}]}'
+)
 
 
 class RunError(Exception):
     """Why the runner cannot start or keep running; printed as one line."""
 
 
-class StopRequested(BaseException):  # noqa: N818 - a request, not an error
+class StopRequested(BaseException):
     """SIGINT or SIGTERM arrived (a BaseException: no ``except Exception`` on the way swallows it)."""
 
 
@@ -197,7 +200,9 @@ class DevRunner:
     def _reset(self, settings: config_module.Settings) -> None:
         """Delete the embedded Redis's data (queued jobs, dead letters, rejections) before starting."""
         if settings.redis_url:
-            raise RunError("--reset empties only the embedded Redis, and REDIS_URL is set: unset it or flush it")
+            raise RunError(
+                "--reset empties only the embedded Redis, and REDIS_URL is set: unset it or flush it"
+            )
         shutil.rmtree(STATE_DIR / "redis", ignore_errors=True)
         self.echo(f"--reset: deleted {STATE_DIR / 'redis'}")
 
@@ -346,7 +351,7 @@ class DevRunner:
     # --- the env file for other terminals -----------------------------------------------------
 
     def write_env_file(self) -> Path:
-        """Write what the CLI in another terminal needs (config.RUNNER_ENV_FILE), readable by the user only."""
+        """Write what the CLI in other terminals needs (config.RUNNER_ENV_FILE), for the user's eyes only."""
         path = config_module.RUNNER_ENV_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -363,7 +368,9 @@ class DevRunner:
         if not self.env_file_written:
             return
         with contextlib.suppress(OSError):
-            if config_module.parse_runner_env(path.read_text()).get(config_module.RUNNER_PID) == str(os.getpid()):
+            if config_module.parse_runner_env(path.read_text()).get(config_module.RUNNER_PID) == str(
+                os.getpid()
+            ):
                 path.unlink()
 
     # --- the run ------------------------------------------------------------------------------
@@ -386,41 +393,46 @@ class DevRunner:
         return settings
 
     def banner(self, settings: config_module.Settings, took: float) -> list[str]:
-        """What a person needs once everything is up: where to PUT, the secret, curl, where data lives."""
-        base = f"http://127.0.0.1:{settings.port}"
-        url = f"{base}{settings.callback_path}"
+        """What a person needs once everything is up: where to PUT, the secret, curl, where data lives.
+
+        A value is printed only when the runner made it up (the secret, the simulator's key); what the
+        user set stays off the screen.
+        """
+        url = f"http://127.0.0.1:{settings.port}{settings.callback_path}"
         made_up = "CALLBACK_HEADERS" in self.made_up
-        header_args = " ".join(
-            f"-H '{name}: {value if made_up else '<' + name + ' from CALLBACK_HEADERS>'}'"
-            for name, value in settings.callback_headers.items()
-        )
-        sample = '{"notifications":[{"ep":"dev-1","path":"/3303/0/5700","ct":"text/plain","payload":"MjMuNQ=="}]}'
-        secret = (
-            "   ".join(f"{name}: {value}" for name, value in settings.callback_headers.items())
-            + "  (made up for this run)"
-            if made_up
-            else "the CALLBACK_HEADERS you set"
-        )
-        redis_where = f"embedded Redis {settings.redis_url}, data in {STATE_DIR / 'redis'}" if self.redis else (
-            f"REDIS_URL {config_module.redact_url(settings.redis_url)}"
-        )
-        pids = ", ".join(f"{child.name} {child.pid}" for child in self.children)
+        headers = settings.callback_headers
+        shown = {
+            name: value if made_up else f"<{name} from CALLBACK_HEADERS>" for name, value in headers.items()
+        }
+        header_args = " ".join(f"-H '{name}: {value}'" for name, value in shown.items())
+        secret = "   ".join(f"{name}: {value}" for name, value in shown.items())
+        curl = f"curl -X PUT {url} {header_args} -H 'Content-Type: application/json' -d '{SAMPLE_BATCH}'"
+        if self.redis:
+            data = (
+                f"embedded Redis {settings.redis_url}, data in {STATE_DIR / 'redis'} (--reset starts empty)"
+            )
+        else:
+            data = f"REDIS_URL {config_module.redact_url(settings.redis_url)}"
+        pids = [f"{child.name} {child.pid}" for child in self.children]
         if self.redis and self.redis.process:
-            pids += f", redis {self.redis.process.pid}"
+            pids.append(f"redis {self.redis.process.pid}")
         lines = [
             "",
             f"devicehooks is up ({took:.1f} s): PUT batches to {url}",
-            f"  secret      {secret}",
-            f"  try it      curl -X PUT {url} {header_args} -H 'Content-Type: application/json' -d '{sample}'",
-            f"  data        {redis_where} (--reset starts empty)",
-            f"  handlers    {settings.handlers and ', '.join(settings.handlers)}",
-            f"  other terminals: `devicehooks failed list`, `devicehooks get EP /3/0/0` read {config_module.RUNNER_ENV_FILE}",
-            f"  processes   {pids} (pid)",
+            f"  secret      {secret or 'none (DEVICEHOOKS_INSECURE_NO_AUTH)'}"
+            + ("  (made up for this run)" if made_up else ""),
+            f"  try it      {curl}",
+            f"  data        {data}",
+            f"  handlers    {', '.join(settings.handlers)} (`devicehooks handlers` lists them)",
+            f"  elsewhere   `devicehooks failed list`, `get EP /3/0/0`… find it ({config_module.RUNNER_ENV_FILE})",
+            f"  processes   {', '.join(pids)} (pid)",
         ]
         if self.simulator:
-            lines.insert(3, f"  simulator   {self.simulator.url} (API key {self.simulator.api_key}), events every few s")
-        lines += ["Ctrl-C stops everything; -v shows every log line.", ""]
-        return lines
+            sim = self.simulator
+            lines.insert(
+                3, f"  simulator   {sim.url} (API key {sim.api_key}): devices send events every few s"
+            )
+        return [*lines, "Ctrl-C stops everything; -v shows every log line.", ""]
 
     def tick(self, now: float, last: float) -> float:
         """Print the summary line when SUMMARY_EVERY passed and something happened; the new 'last'."""
@@ -479,7 +491,7 @@ def _safely(check: Callable[[], bool] | None) -> bool:
         return True
     try:
         return check()
-    except Exception:  # noqa: BLE001 - any failure of a probe means "not yet"
+    except Exception:
         return False
 
 

@@ -84,7 +84,9 @@ def test_the_dev_runner_points_devicehooks_at_the_simulator() -> None:
     assert dev.command()[-5:] == ["simulate", "--port", "8111", "--api-key", "ak_simulator"]
 
 
-def test_wait_registered_returns_once_the_callback_is_registered_and_never_registers(sim, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+def test_wait_registered_returns_once_the_callback_is_registered_and_never_registers(
+    sim, receiver: Receiver
+) -> None:  # type: ignore[no-untyped-def]
     dev = DevSimulator(port=sim.port, api_key="ak_test")
     settings = Settings(callback_url=receiver.url, callback_headers={"Authorization": "Bearer x"})
     assert not dev.registered(settings)
