@@ -3,11 +3,11 @@
 Every child runs in its own process group (session), so the terminal's Ctrl-C reaches only the runner;
 before that, Ctrl-C also reached redis-server, Redis exited before the worker and the worker and its
 scheduler died on connection errors (6 tracebacks, a stale scheduler lock on the next start). The
-runner stops the children in tiers (:data:`FRONT`: the simulator, web and channel; then
-:data:`BACK`: the workers; then Redis), on SIGINT and SIGTERM alike, also when SIGINT was ignored at
-start (a shell's background job) and when its output pipe is gone. The children write into pipes the
-runner reads, so a closed terminal never reaches them, and each of their lines reaches the person
-whole, filtered by :mod:`app.devconsole`.
+runner stops the children in tiers (:data:`FRONT`: web and channel; :data:`BACK`: the workers;
+:data:`OUTSIDE`: the simulator; then Redis), on SIGINT and SIGTERM alike, also when SIGINT was
+ignored at start (a shell's background job) and when its output pipe is gone. The children write
+into pipes the runner reads, so a closed terminal never reaches them, and each of their lines
+reaches the person whole, filtered by :mod:`app.devconsole`.
 
 To add a child process: one :class:`Child` in :meth:`DevRunner.children_for`; to add a banner line:
 one string in :meth:`DevRunner.banner`.
@@ -42,7 +42,8 @@ from app.redis_server import RedisServer
 
 STATE_DIR = Path(".devicehooks")
 LOG_HANDLER = "workers.handlers.log"
-FRONT, BACK = 0, 1  # stop tiers: FRONT first (what feeds the queue), then BACK (what works it)
+# stop tiers, in order: what feeds the queue, what works it, the simulated Device Management they talk to
+FRONT, BACK, OUTSIDE = 0, 1, 2
 STARTUP_TIMEOUT = 60.0  # s for every child to become ready
 STOP_TIMEOUT = 10.0  # s per tier before SIGKILL
 SUMMARY_EVERY = 5.0  # s between summary lines (printed only when something happened)
@@ -52,7 +53,7 @@ SAMPLE_BATCH = (
 )
 
 
-class RunError(Exception):
+class RunError(RuntimeError):
     """Why the runner cannot start or keep running; printed as one line."""
 
 
@@ -103,6 +104,7 @@ class Child:
     args: list[str]
     tier: int = FRONT
     ready: Callable[[], bool] | None = None  # polled during startup; None: ready once started
+    first: bool = False  # the others need it: wait until it is ready before starting them
     process: subprocess.Popen[bytes] | None = None
     last_words: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=5))
     readers: list[threading.Thread] = field(default_factory=list)
@@ -217,7 +219,9 @@ class DevRunner:
         children = []
         if self.simulator:
             sim = self.simulator
-            children.append(Child("simulator", sim.command(), FRONT, lambda: _answers(sim.url + "/stats")))
+            children.append(
+                Child("simulator", sim.command(), OUTSIDE, lambda: _answers(sim.url + "/stats"), first=True)
+            )
         children.append(Child("worker", [python, "-m", "app", "worker"], BACK, lambda: self._worker_ready()))
         children.append(Child("web", [*web, "app:create_app()"], FRONT, lambda: _answers(base + "/readyz")))
         return children
@@ -382,6 +386,8 @@ class DevRunner:
         planned = self.children_for(settings)
         for child in planned:
             self.spawn(child)
+            if child.first:
+                self.wait_ready([child])
         self.wait_ready(planned)
         if self.simulator:
             self.simulator.wait_registered(settings, self.check_children)
@@ -424,7 +430,7 @@ class DevRunner:
             f"  try it      {curl}",
             f"  data        {data}",
             f"  handlers    {', '.join(settings.handlers)} (`devicehooks handlers` lists them)",
-            f"  elsewhere   `devicehooks failed list`, `get EP /3/0/0`… find it ({config_module.RUNNER_ENV_FILE})",
+            f"  elsewhere   `devicehooks failed list`, `get EP /3/0/0`: see {config_module.RUNNER_ENV_FILE}",
             f"  processes   {', '.join(pids)} (pid)",
         ]
         if self.simulator:
@@ -459,7 +465,7 @@ class DevRunner:
 
         for sig in STOP_SIGNALS:  # also SIGINT that a shell's background job inherited as ignored
             signal.signal(sig, _on_signal)
-        status = 0
+        reason = None
         try:
             self.start()
             last = time.monotonic()
@@ -469,12 +475,14 @@ class DevRunner:
                 last = self.tick(time.monotonic(), last)
         except StopRequested:
             self.echo("stopping ...")
-        except (RunError, config_module.ConfigError) as exc:
-            self.echo(f"devicehooks run: {exc}")
-            status = 1
+        except (RuntimeError, config_module.ConfigError) as exc:
+            reason = str(exc)
         finally:
             self.stop()
-        return status
+        if reason is None:
+            return 0
+        self.echo(f"devicehooks run: {reason}")  # the reason is the last line
+        return 1
 
 
 def _answers(url: str) -> bool:

@@ -1,4 +1,4 @@
-"""``devicehooks run`` as a person uses it: its output, each way to stop it, how it fails, the CLI beside it."""
+"""``devicehooks run`` as a person uses it: its output, each way to stop it, failures, the CLI beside it."""
 
 from __future__ import annotations
 
@@ -265,9 +265,10 @@ def test_a_mistyped_handlers_module_stops_the_run_with_the_workers_own_error(run
         run.kill()
     text = run.text()
     assert "devicehooks is up" not in text
-    last = text.strip().splitlines()[-2:]
-    assert "HANDLERS: cannot import 'tests.fixtures.no_such_handlers'" in last[0], text
-    assert last[1] == STOPPED
+    stopped, reason = text.strip().splitlines()[-2:]
+    assert stopped == STOPPED
+    assert reason.startswith("devicehooks run: worker (pid "), text
+    assert "HANDLERS: cannot import 'tests.fixtures.no_such_handlers'" in reason
     assert "Traceback" not in text
 
 
