@@ -133,6 +133,18 @@ def parse_headers(name: str, raw: str | None) -> dict[str, str]:
     return headers
 
 
+def _secret_headers(env: Mapping[str, str], headers: dict[str, str]) -> dict[str, str]:
+    """CALLBACK_SECRET as ``Authorization: Bearer <secret>``: a platform can generate it (app.json)."""
+    secret = _get(env, "CALLBACK_SECRET")
+    if secret is None:
+        return headers
+    if headers:
+        raise ConfigError("set CALLBACK_HEADERS or CALLBACK_SECRET, not both")
+    if len(secret) < 16 or any(c.isspace() for c in secret):
+        raise ConfigError("CALLBACK_SECRET must be at least 16 characters without spaces")
+    return {"Authorization": f"Bearer {secret}"}
+
+
 def _redis_url(env: Mapping[str, str]) -> str | None:
     """Validate REDIS_URL's scheme."""
     raw = _get(env, "REDIS_URL")
@@ -251,7 +263,7 @@ def environment() -> dict[str, str]:
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from ``env``, by default :func:`environment`."""
     env = environment() if env is None else env
-    headers = parse_headers("CALLBACK_HEADERS", _get(env, "CALLBACK_HEADERS"))
+    headers = _secret_headers(env, parse_headers("CALLBACK_HEADERS", _get(env, "CALLBACK_HEADERS")))
     previous = parse_headers("CALLBACK_HEADERS_PREVIOUS", _get(env, "CALLBACK_HEADERS_PREVIOUS"))
     insecure = _bool(env, INSECURE_OPT_OUT)
     if previous and not headers:
@@ -286,7 +298,8 @@ def require_auth(settings: Settings) -> None:
     if not settings.callback_headers and not settings.insecure_no_auth:
         raise ConfigError(
             "CALLBACK_HEADERS is not set: set it to a JSON object of secret headers, e.g. "
-            '\'{"Authorization": "Bearer <random secret>"}\' (for local development only, '
+            '\'{"Authorization": "Bearer <random secret>"}\', or CALLBACK_SECRET to a random secret '
+            "(for local development only, "
             f"{INSECURE_OPT_OUT}=1 accepts unauthenticated PUTs)"
         )
 
