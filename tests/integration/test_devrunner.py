@@ -157,9 +157,13 @@ def test_ctrl_c_at_the_terminal_stops_every_child_in_order_without_a_traceback(r
     _stopped_cleanly(run, lambda: os.killpg(run.process.pid, signal.SIGINT))  # type: ignore[union-attr]
 
 
-def test_sigterm_stops_every_child(runner_dir: Path) -> None:
-    run = Runner(runner_dir)
+def test_sigterm_stops_every_child_and_a_secret_you_set_is_never_printed(runner_dir: Path) -> None:
+    secret = "Bearer mine-0123456789-not-for-screens"
+    run = Runner(runner_dir, env=clean_env(CALLBACK_HEADERS=json.dumps({"Authorization": secret})))
     _stopped_cleanly(run, lambda: run.process.send_signal(signal.SIGTERM))  # type: ignore[union-attr]
+    text = run.text()
+    assert "mine-0123456789" not in text
+    assert "-H 'Authorization: <Authorization from CALLBACK_HEADERS>'" in text
 
 
 def _ignore_sigint() -> None:
@@ -272,6 +276,34 @@ def test_a_mistyped_handlers_module_stops_the_run_with_the_workers_own_error(run
     assert "Traceback" not in text
 
 
+def test_a_child_that_dies_later_stops_the_run_naming_it(runner_dir: Path) -> None:
+    run = Runner(runner_dir).start()
+    try:
+        groups = leaders(run.wait_up())
+        everyone = family(list(groups.values()))
+        os.kill(groups["worker"], signal.SIGKILL)
+        assert run.exit_code() == 1
+    finally:
+        run.kill()
+    assert_all_gone(everyone)
+    assert (
+        run.text()
+        .strip()
+        .splitlines()[-1]
+        .startswith(f"devicehooks run: worker (pid {groups['worker']}) exited with status -9")
+    )
+
+
+def test_reset_refuses_a_redis_it_does_not_own(runner_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "run", "--reset", "--port", str(free_port())],
+        env=clean_env(REDIS_URL="redis://127.0.0.1:9/0"), cwd=runner_dir, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "--reset empties only the embedded Redis, and REDIS_URL is set" in result.stdout
+
+
 def test_a_port_in_use_is_refused_before_anything_starts(runner_dir: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -370,11 +402,18 @@ def _rejections_after_restart(cwd: Path, *args: str) -> int:
 
 
 @pytest.mark.parametrize(
-    "args", [["failed", "list"], ["rejections", "list"], ["worker"], ["handlers", "--json"]]
+    "args",
+    [
+        ["failed", "list"],
+        ["rejections", "list"],
+        ["worker"],
+        ["get", "dev-1", "/3/0/0"],
+        ["handlers", "--json"],
+    ],
 )
 def test_an_unreachable_redis_is_one_line_naming_redis_url(args: list[str], tmp_path: Path) -> None:
     stale = f"redis://127.0.0.1:{free_port()}/0"
-    result = cli(tmp_path, *args, env=clean_env(REDIS_URL=stale))
+    result = cli(tmp_path, *args, env=clean_env(REDIS_URL=stale, DM_API_KEY="ak_x"))
     if args[0] == "handlers":  # needs no Redis at all
         assert result.returncode == 0, result.stderr
         return
