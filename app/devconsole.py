@@ -23,6 +23,11 @@ BATCH_DONE = re.compile(
     r"^batch \S+ .*events=(?P<events>\{[^}]*\}) rejected=(?P<rejected>\d+) failed_handlers=(?P<failed>\d+)"
 )
 LOUD = frozenset({"WARNING", "ERROR", "CRITICAL"})
+# plain output lines the runner's banner already says better: (child, pattern)
+BANNER_DUPLICATES = (
+    ("simulator", re.compile(r"^Device Management simulator: DM_API_URL=")),
+    ("simulator", re.compile(r"^\s+\d+ devices; stats at ")),
+)
 # INFO records a person acts on: (logger name or "gunicorn", message prefix)
 WORTH_SHOWING = (
     ("workers.handlers.discovery", "handlers loaded"),
@@ -75,7 +80,7 @@ def present(child: str, line: str, verbose: bool = False) -> Shown:
     served = GUNICORN.match(line)
     if served:
         return _gunicorn(child, served, counts)
-    if not line.strip():
+    if not line.strip() or any(child == who and pattern.match(line) for who, pattern in BANNER_DUPLICATES):
         return Shown(None, counts)
     return Shown(f"{child} | {line}", counts, loud=True)
 

@@ -66,7 +66,8 @@ class Output:
 
     Under ``devicehooks run | tee log`` a Ctrl-C ends tee first; a print then raised EPIPE in the
     middle of the stop and left the simulator running. Once a write fails, stdout is pointed at
-    /dev/null so that neither a later line nor the interpreter's final flush raises.
+    /dev/null so that neither a later line nor the interpreter's final flush raises, and the runner
+    stops (what SIGPIPE would do to a program that does not ignore it, as Python does).
     """
 
     def __init__(self, stream: IO[str] | None = None) -> None:
@@ -469,7 +470,7 @@ class DevRunner:
         try:
             self.start()
             last = time.monotonic()
-            while True:
+            while not getattr(self.echo, "broken", False):  # nobody reads the output any more: stop
                 self.check_children()
                 time.sleep(0.2)
                 last = self.tick(time.monotonic(), last)

@@ -192,6 +192,19 @@ def test_a_stop_after_the_output_pipe_is_gone_leaves_nothing_running(runner_dir:
     assert not (runner_dir / ".devicehooks" / "env").exists()
 
 
+def test_the_runner_stops_by_itself_once_nobody_reads_its_output(runner_dir: Path) -> None:
+    run = Runner(runner_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT).start()
+    assert run.process is not None
+    assert run.process.stdout is not None
+    try:
+        everyone = family(list(leaders(_read_until(run.process.stdout, UP)).values()))
+        run.process.stdout.close()  # `devicehooks run | head`, and head has had its lines
+        assert run.exit_code() == 0  # the simulator's next events hit the closed pipe
+    finally:
+        run.kill()
+    assert_all_gone(everyone)
+
+
 def _read_until(stream: IO[bytes], marker: str) -> str:
     """Read lines from ``stream`` until one contains ``marker``; the text read."""
     seen: list[str] = []

@@ -73,3 +73,12 @@ def test_the_summary_names_the_window_and_the_totals() -> None:
         "-- last 5 s: 2 batches, 13 events, 0 handler failures, 0 rejected (since start: 9 / 31 / 1 / 0)"
     )
     assert not devconsole.Counts()
+
+
+def test_the_simulators_own_banner_is_left_to_the_runners() -> None:
+    for line in (
+        "Device Management simulator: DM_API_URL=http://127.0.0.1:1 DM_API_KEY=k",
+        "  5 devices; stats at x",
+    ):
+        assert devconsole.present("simulator", line).text is None
+    assert devconsole.present("worker", "  5 devices; stats at x").text == "worker |   5 devices; stats at x"
