@@ -157,7 +157,7 @@ class DevRunner:
         self.redis: RedisServer | None = None
         self.children: list[Child] = []
         self.simulator: Any = None  # app.simulator.devrun.DevSimulator when DM_API_KEY is unset
-        self.made_up: dict[str, str] = {}  # values the runner invented (safe to print)
+        self.made_up: set[str] = set()  # variables whose value the runner invented (safe to print)
         self.stopping = False
         self.deferring = False  # a stop signal now is acted on once the child is recorded
         self.stop_pending = False
@@ -178,7 +178,9 @@ class DevRunner:
             )
         if self.reset:
             self._reset(settings)
-        if not settings.redis_url:
+        if settings.redis_url:
+            _require_redis(settings.redis_url, settings.redis_tls_verify)
+        else:
             self.redis = RedisServer(directory=str(STATE_DIR / "redis"), appendonly=True)
             with self._deferred_stop():
                 self.redis.start()
@@ -186,7 +188,7 @@ class DevRunner:
         if not settings.callback_headers and not settings.insecure_no_auth:
             secret = f"Bearer {secrets.token_urlsafe(24)}"
             self.env["CALLBACK_HEADERS"] = json.dumps({"Authorization": secret})
-            self.made_up["CALLBACK_HEADERS"] = self.env["CALLBACK_HEADERS"]
+            self.made_up.add("CALLBACK_HEADERS")
         self.env.setdefault("WEB_CONCURRENCY", "1")
         self.env["PYTHONUNBUFFERED"] = "1"  # a handler's print() reaches the runner at once
         if not settings.dm_api_key:
@@ -194,7 +196,6 @@ class DevRunner:
 
             self.simulator = DevSimulator()
             self.simulator.configure(self.env, settings)
-            self.made_up.update(DM_API_URL=self.env["DM_API_URL"], DM_API_KEY=self.env["DM_API_KEY"])
         handlers = [h for h in self.env.get("HANDLERS", "").split(",") if h.strip()]
         if LOG_HANDLER not in handlers:
             self.env["HANDLERS"] = ",".join([LOG_HANDLER, *handlers])
@@ -229,13 +230,14 @@ class DevRunner:
 
     def _worker_ready(self) -> bool:
         """True once our worker child registered with RQ (its handlers loaded, Redis reached)."""
-        from redis import Redis
+        from app.redis_conn import connect
 
         worker = next(child for child in self.children if child.name == "worker")
-        client = Redis.from_url(self.env["REDIS_URL"], socket_timeout=2)
+        settings = config_module.from_env(self.env)
+        client = connect(self.env["REDIS_URL"], tls_verify=settings.redis_tls_verify)
         try:
-            queue = config_module.from_env(self.env).queue_name
-            pids = [client.hget(key, "pid") for key in client.smembers(f"rq:workers:{queue}")]
+            members = client.smembers(f"rq:workers:{settings.queue_name}")
+            pids = [client.hget(key, "pid") for key in members]
         finally:
             client.close()
         return any(pid is not None and int(pid) == worker.pid for pid in pids)
@@ -484,6 +486,21 @@ class DevRunner:
             return 0
         self.echo(f"devicehooks run: {reason}")  # the reason is the last line
         return 1
+
+
+def _require_redis(url: str, tls_verify: bool) -> None:
+    """RunError naming REDIS_URL when the Redis it points at does not answer."""
+    from redis.exceptions import RedisError
+
+    from app.redis_conn import connect, unreachable_message
+
+    client = connect(url, tls_verify=tls_verify)
+    try:
+        client.ping()
+    except RedisError as exc:
+        raise RunError(unreachable_message(url, exc)) from None
+    finally:
+        client.close()
 
 
 def _answers(url: str) -> bool:

@@ -317,6 +317,22 @@ def test_reset_refuses_a_redis_it_does_not_own(runner_dir: Path) -> None:
     assert "--reset empties only the embedded Redis, and REDIS_URL is set" in result.stdout
 
 
+def test_a_redis_url_that_does_not_answer_is_one_line_before_anything_starts(runner_dir: Path) -> None:
+    stale = f"redis://127.0.0.1:{free_port()}/0"
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "run", "--port", str(free_port())],
+        env=clean_env(REDIS_URL=stale), cwd=runner_dir, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert (
+        result.stdout.strip()
+        .splitlines()[-1]
+        .startswith(f"devicehooks run: cannot reach Redis at REDIS_URL={stale}")
+    )
+    assert "processes" not in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_a_port_in_use_is_refused_before_anything_starts(runner_dir: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
