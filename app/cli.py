@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import config as config_module
 from app import logs
@@ -15,18 +18,48 @@ def _setup_logging(level: str) -> None:
     logs.setup(level)
 
 
-@click.group()
+class Commands(click.Group):
+    """The command group: a Redis that cannot be reached is one line naming REDIS_URL, in every command.
+
+    A stale REDIS_URL (the runner's port changes every run) printed a 50-line redis traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; turn a Redis connection failure into a ClickException."""
+        try:
+            return super().invoke(ctx)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise click.ClickException(redis_unreachable(exc)) from None
+
+
+def redis_unreachable(exc: Exception) -> str:
+    """The message for an unreachable Redis, with the REDIS_URL in effect."""
+    from app.redis_conn import unreachable_message
+
+    try:
+        url = config_module.from_env().redis_url
+    except config_module.ConfigError:
+        url = None
+    return unreachable_message(url, exc)
+
+
+@click.group(cls=Commands)
 def main() -> None:
     """devicehooks: the callback service for Izuma Device Management."""
 
 
 @main.command()
-def run() -> None:
-    """Run Redis (embedded unless REDIS_URL is set), the web and the worker processes for development."""
+@click.option("--port", type=int, default=None, help="Port of the web process (default: PORT, else 8000).")
+@click.option("--reset", is_flag=True, help="Start from empty data: delete the embedded Redis's data first.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show every log line of every process (RQ's, access log)."
+)
+def run(port: int | None, reset: bool, verbose: bool) -> None:
+    """Run Redis (embedded unless REDIS_URL is set), the simulator, web and worker for development."""
     from app import devrunner
 
-    _setup_logging("INFO")
-    sys.exit(devrunner.main())
+    _setup_logging("WARNING")
+    sys.exit(devrunner.main(port=port, verbose=verbose, reset=reset))
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
@@ -49,6 +82,9 @@ def worker(burst: bool, name: str | None) -> None:
     except config_module.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     _setup_logging(settings.log_level)
+    from app.redis_conn import connect
+
+    connect(settings.redis_url or "", tls_verify=settings.redis_tls_verify).ping()  # fail fast, one line
     from workers.decoding import ObjectModelError
     from workers.handlers.discovery import HandlerLoadError
     from workers.worker import run as run_worker

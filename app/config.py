@@ -10,9 +10,11 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -28,6 +30,13 @@ LWM2M_TYPES = frozenset(
 DEFAULT_THINGSBOARD_BACKLOG_MAX = 100_000
 DEFAULT_THINGSBOARD_MAX_PAYLOAD = 65_536  # ThingsBoard's NETTY_MAX_PAYLOAD_SIZE default; bigger -> disconnect
 THINGSBOARD_TEMPLATE_FIELDS = ("ep", "ept", "original_ep")
+
+# `devicehooks run` writes what other terminals need to reach it here, relative to the current
+# directory (where the runner keeps its data), and deletes the file when it stops.
+RUNNER_ENV_FILE = Path(".devicehooks") / "env"
+RUNNER_ENV_KEYS = ("REDIS_URL", "DM_API_URL", "DM_API_KEY", "CALLBACK_HEADERS", "HANDLERS")
+RUNNER_PID = "DEVICEHOOKS_RUNNER_PID"
+RUNNER_STARTED = "DEVICEHOOKS_RUNNER_STARTED"
 
 
 class ConfigError(ValueError):
@@ -110,7 +119,7 @@ class Settings:
     def __repr__(self) -> str:
         """Show the settings without any secret."""
         return (
-            f"Settings(redis_url={_redact_url(self.redis_url)!r}, callback_path={self.callback_path!r}, "
+            f"Settings(redis_url={redact_url(self.redis_url)!r}, callback_path={self.callback_path!r}, "
             f"callback_url={self.callback_url!r}, callback_headers={sorted(self.callback_headers)!r}, "
             f"dm_api_url={self.dm_api_url!r}, dm_api_key={'set' if self.dm_api_key else 'unset'}, "
             f"handlers={self.handlers!r}, queue_name={self.queue_name!r}, "
@@ -124,7 +133,7 @@ class Settings:
         return replace(self, **changes)
 
 
-def _redact_url(url: str | None) -> str | None:
+def redact_url(url: str | None) -> str | None:
     """Hide the password part of a URL."""
     if not url:
         return url
@@ -194,6 +203,18 @@ def parse_headers(name: str, raw: str | None) -> dict[str, str]:
         seen[lowered] = key.strip()
         headers[key.strip()] = val
     return headers
+
+
+def _secret_headers(env: Mapping[str, str], headers: dict[str, str]) -> dict[str, str]:
+    """CALLBACK_SECRET as ``Authorization: Bearer <secret>``: a platform can generate it (app.json)."""
+    secret = _get(env, "CALLBACK_SECRET")
+    if secret is None:
+        return headers
+    if headers:
+        raise ConfigError("set CALLBACK_HEADERS or CALLBACK_SECRET, not both")
+    if len(secret) < 16 or any(c.isspace() for c in secret):
+        raise ConfigError("CALLBACK_SECRET must be at least 16 characters without spaces")
+    return {"Authorization": f"Bearer {secret}"}
 
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
@@ -426,10 +447,72 @@ def _kill_points(env: Mapping[str, str]) -> tuple[str, ...]:
     return points
 
 
+def process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (/proc), or None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _runner_alive(pid: str | None, started: str | None) -> bool:
+    """True when the process that wrote a runner env file still runs (same pid, same start time)."""
+    if not pid or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = process_start(int(pid))
+    return now is None or started is None or now == started
+
+
+def format_runner_env(values: Mapping[str, str], pid: int) -> str:
+    """The text of a runner env file: shell-quoted KEY=value lines (``set -a; . .devicehooks/env``)."""
+    lines = [f"{key}={shlex.quote(values[key])}" for key in RUNNER_ENV_KEYS if values.get(key)]
+    lines.append(f"{RUNNER_PID}={pid}")
+    lines.append(f"{RUNNER_STARTED}={process_start(pid) or ''}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_runner_env(text: str) -> dict[str, str]:
+    """KEY=value lines (shell-quoted) to a dict; other lines are ignored."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        if len(words) == 1 and "=" in words[0]:
+            key, value = words[0].split("=", 1)
+            values[key] = value
+    return values
+
+
+def runner_env(path: Path = RUNNER_ENV_FILE) -> dict[str, str]:
+    """What a running ``devicehooks run`` wrote to ``path``; empty when the file is absent or stale."""
+    try:
+        values = parse_runner_env(path.read_text())
+    except OSError:
+        return {}
+    if not _runner_alive(values.get(RUNNER_PID), values.get(RUNNER_STARTED)):
+        return {}
+    return {key: values[key] for key in RUNNER_ENV_KEYS if key in values}
+
+
+def environment() -> dict[str, str]:
+    """The process environment; a variable it lacks comes from a running runner's env file."""
+    return {**runner_env(), **os.environ}
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting from the environment."""
-    env = os.environ if env is None else env
-    headers = parse_headers("CALLBACK_HEADERS", _get(env, "CALLBACK_HEADERS"))
+    """Read and validate every setting from ``env``, by default :func:`environment`."""
+    env = environment() if env is None else env
+    headers = _secret_headers(env, parse_headers("CALLBACK_HEADERS", _get(env, "CALLBACK_HEADERS")))
     previous = parse_headers("CALLBACK_HEADERS_PREVIOUS", _get(env, "CALLBACK_HEADERS_PREVIOUS"))
     insecure = _bool(env, INSECURE_OPT_OUT)
     if previous and not headers:
@@ -487,7 +570,8 @@ def require_auth(settings: Settings) -> None:
     if not settings.callback_headers and not settings.insecure_no_auth:
         raise ConfigError(
             "CALLBACK_HEADERS is not set: set it to a JSON object of secret headers, e.g. "
-            '\'{"Authorization": "Bearer <random secret>"}\' (for local development only, '
+            '\'{"Authorization": "Bearer <random secret>"}\', or CALLBACK_SECRET to a random secret '
+            "(for local development only, "
             f"{INSECURE_OPT_OUT}=1 accepts unauthenticated PUTs)"
         )
 

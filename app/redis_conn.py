@@ -30,3 +30,14 @@ def text(value: Any) -> str:
 def raw(value: Any) -> bytes:
     """A Redis reply as bytes."""
     return value if isinstance(value, bytes) else str(value).encode()
+
+
+def unreachable_message(url: str | None, exc: Exception) -> str:
+    """One short line for a Redis that cannot be reached, naming REDIS_URL (never its password)."""
+    from app.config import RUNNER_ENV_FILE, redact_url
+
+    reason = str(exc).strip().split("\n")[0].rstrip(".") or type(exc).__name__
+    return (
+        f"cannot reach Redis at REDIS_URL={redact_url(url)} ({reason}): is it running? "
+        f"(`devicehooks run` writes its REDIS_URL to {RUNNER_ENV_FILE} while it runs)"
+    )

@@ -69,7 +69,10 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # its own session: a terminal's Ctrl-C reaches the runner, which stops Redis last
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         self._wait_ready(timeout)
         logger.info("redis-server pid=%d listening on %s", self.process.pid, self.url)
         return self

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import click
@@ -78,7 +77,8 @@ def handlers(as_json: bool) -> None:
         return
     if not rows:
         click.echo(
-            "no handlers loaded (set HANDLERS or install a package with a devicehooks.handlers entry point)"
+            "no handlers loaded (set HANDLERS or install a package with a devicehooks.handlers entry point; "
+            "devicehooks run adds the built-in workers.handlers.log)"
         )
     for row in rows:
         filters = " ".join(f"{k}={row[k]}" for k in ("ep", "path", "ept") if row[k])
@@ -96,38 +96,58 @@ def failed() -> None:
 
 @failed.command("list")
 @click.option("--limit", default=50, show_default=True)
-def failed_list(limit: int) -> None:
-    """The newest dead letters."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+def failed_list(limit: int, as_json: bool) -> None:
+    """The newest dead letters, as a table."""
     from workers.deadletters import DeadLetters
+    from workers.present import dead_letter_table
 
     rows = DeadLetters(_redis()).list(limit)
-    if not rows:
-        click.echo("no dead letters")
-    for row in rows:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(row["failed_at"])))
-        click.echo(f"{row['id']}  {when}Z  {row['handler']}  {row['count']} event(s)  {row['error']}")
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
+        return
+    click.echo(dead_letter_table(rows))
 
 
 @failed.command("show")
 @click.argument("letter_id")
-def failed_show(letter_id: str) -> None:
-    """One dead letter with its events and traceback."""
+@click.option("--json", "as_json", is_flag=True, help="The raw record: every event in full.")
+def failed_show(letter_id: str, as_json: bool) -> None:
+    """One dead letter: its events summarized, the error and the traceback."""
     from workers.deadletters import DeadLetters
+    from workers.present import dead_letter
 
     letter = DeadLetters(_redis()).get(letter_id)
     if letter is None:
-        raise click.ClickException(f"no dead letter {letter_id}")
-    click.echo(json.dumps(letter, indent=2, default=str))
+        raise click.ClickException(f"no dead letter {letter_id} (devicehooks failed list shows the ids)")
+    click.echo(json.dumps(letter, indent=2, default=str) if as_json else dead_letter(letter))
 
 
 @failed.command("replay")
-@click.argument("letter_ids", nargs=-1, required=True)
-def failed_replay(letter_ids: tuple[str, ...]) -> None:
-    """Re-deliver exactly what failed, to that handler only (a worker must be running)."""
+@click.argument("letter_ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@click.option("--handler", "handler_name", default=None, help="Replay every dead letter of this handler.")
+def failed_replay(letter_ids: tuple[str, ...], replay_all: bool, handler_name: str | None) -> None:
+    """Re-deliver exactly what failed, to that handler only (a worker must be running).
+
+    The dead letter is removed once its events are queued again; if the handler still fails, they
+    come back after its attempts as a new dead letter with a new id.
+    """
     from app.batches import make_queue
+    from workers.deadletters import DeadLetters
     from workers.dispatch import replay
 
+    if bool(letter_ids) + replay_all + (handler_name is not None) != 1:
+        raise click.ClickException("name dead letters to replay, or pass --all, or --handler NAME")
     redis = _redis()
+    if not letter_ids:
+        dead = DeadLetters(redis)
+        rows = dead.list(max(dead.count(), 1))
+        letter_ids = tuple(row["id"] for row in rows if handler_name in (None, row["handler"]))
+        if not letter_ids:
+            click.echo("no dead letters" + (f" of {handler_name}" if handler_name else ""))
+            return
     queue = make_queue(redis, _settings().queue_name)
     for letter_id in letter_ids:
         try:
@@ -137,6 +157,7 @@ def failed_replay(letter_ids: tuple[str, ...]) -> None:
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"{letter_id}: queued for redelivery as job {job_id}")
+    click.echo("if the handler fails again, its events come back as a new dead letter (a new id)")
 
 
 @failed.command("purge")
@@ -163,12 +184,20 @@ def rejections() -> None:
 
 @rejections.command("list")
 @click.option("--limit", default=50, show_default=True)
-def rejections_list(limit: int) -> None:
-    """The newest rejections, one JSON object per line."""
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per line (with the item) instead of a table."
+)
+def rejections_list(limit: int, as_json: bool) -> None:
+    """The newest rejections, as a table."""
+    from workers.present import rejection_table
     from workers.rejections import Rejections
 
-    for record in Rejections(_redis()).list(limit):
-        click.echo(json.dumps(record, default=str))
+    records = Rejections(_redis()).list(limit)
+    if as_json:
+        for record in records:
+            click.echo(json.dumps(record, default=str))
+        return
+    click.echo(rejection_table(records))
 
 
 @rejections.command("body")

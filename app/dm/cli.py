@@ -20,13 +20,16 @@ from typing import Any
 
 import click
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app import config as config_module
 from app import logs
 from app.dm.asyncs import PENDING, AsyncResult, AsyncTracker
 from app.dm.client import DMClient, client_from_settings
 from app.errors import DevicehooksError
+from app.redis_conn import unreachable_message
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -51,6 +54,14 @@ def _redis(settings: config_module.Settings) -> Redis:
     return connect(url, tls_verify=settings.redis_tls_verify, socket_timeout=35)
 
 
+def _redis_url() -> str | None:
+    """REDIS_URL as configured, for a message."""
+    try:
+        return config_module.from_env().redis_url
+    except config_module.ConfigError:
+        return None
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn configuration, Device Management and Redis errors into a message and exit status 1."""
@@ -60,6 +71,8 @@ def _errors() -> Iterator[None]:
         raise click.ClickException(f"configuration: {exc}") from None
     except DevicehooksError as exc:
         raise click.ClickException(str(exc) if str(exc) else exc.message) from None
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise click.ClickException(unreachable_message(_redis_url(), exc)) from None
     except RedisError as exc:
         raise click.ClickException(f"Redis: {type(exc).__name__}: {exc}") from None
     except ValueError as exc:

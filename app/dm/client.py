@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import requests
 
@@ -130,6 +130,19 @@ def _not_sent(exc: requests.RequestException) -> bool:
         return True
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return type(reason).__name__ in ("NewConnectionError", "NameResolutionError")
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def refused_locally(exc: requests.RequestException, api_url: str) -> bool:
+    """True when a local address refused the connection: nothing listens there, so retrying is futile.
+
+    ``devicehooks get`` against a runner that had stopped retried for 13 s before it said anything.
+    """
+    host = urlparse(api_url).hostname or ""
+    local = host in LOCAL_HOSTS or host.startswith("127.")
+    return local and isinstance(exc, requests.ConnectionError) and "refused" in str(exc).lower()
 
 
 def quote_segment(value: str) -> str:
@@ -302,11 +315,10 @@ class DMClient:
                 retryable = isinstance(exc, requests.ConnectionError | requests.Timeout) and (
                     method in IDEMPOTENT or _not_sent(exc)
                 )
-                if last or not retryable:
-                    raise DMUnavailable(
-                        None, "connection_error", f"{method} {path}: {type(exc).__name__}", None
-                    ) from None
-                self._wait(attempt, None, method, path, type(exc).__name__)
+                why = f"{type(exc).__name__} to {urlparse(self.api_url).netloc} (DM_API_URL)"
+                if last or not retryable or refused_locally(exc, self.api_url):
+                    raise DMUnavailable(None, "connection_error", f"{method} {path}: {why}", None) from None
+                self._wait(attempt, None, method, path, why)
                 continue
             if response.status_code in retry_statuses and not last:
                 self._wait(attempt, response, method, path, str(response.status_code))

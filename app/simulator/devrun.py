@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -33,9 +34,7 @@ class DevSimulator:
         """The child process: `python -m app simulate` on our port and key."""
         return [sys.executable, "-m", "app", "simulate", "--port", str(self.port), "--api-key", self.api_key]
 
-    def configure(
-        self, env: MutableMapping[str, str], settings: Settings, echo: Callable[[str], Any]
-    ) -> None:
+    def configure(self, env: MutableMapping[str, str], settings: Settings) -> None:
         """Point DM_API_URL/DM_API_KEY at the simulator and CALLBACK_URL at the local web process."""
         callback_url = f"http://127.0.0.1:{settings.port}{settings.callback_path}"
         env.update(
@@ -44,24 +43,28 @@ class DevSimulator:
             DEVICEHOOKS_ALLOW_HTTP_CALLBACK="1",
             CALLBACK_URL=callback_url,
         )
-        echo(
-            f"DM_API_KEY is not set: using the Device Management simulator at {self.url} "
-            f"(API key {self.api_key}); callback {callback_url}"
-        )
 
-    def register_with_simulator(self, settings: Settings, timeout: float = 30.0) -> bool:
-        """Register CALLBACK_URL with the simulator unless the gunicorn hook already did."""
+    def registered(self, settings: Settings) -> bool:
+        """True when the simulator holds settings' callback URL and headers."""
         headers = {"Authorization": f"Bearer {self.api_key}"}
-        base = f"{self.url}/v2/notification/callback"
-        current = requests.get(base, headers=headers, timeout=timeout)
+        current = requests.get(f"{self.url}/v2/notification/callback", headers=headers, timeout=5)
         wanted = {"url": settings.callback_url, "headers": dict(settings.callback_headers)}
-        if current.status_code == 200 and current.json() == wanted:
-            return False
-        response = requests.put(base, json=wanted, headers=headers, timeout=timeout)
-        if response.status_code != 204:
-            raise RuntimeError(f"registering the callback with the simulator failed: {response.text}")
-        logger.info("callback registered with the simulator")
-        return True
+        return current.status_code == 200 and current.json() == wanted
+
+    def wait_registered(
+        self, settings: Settings, check: Callable[[], None] = lambda: None, timeout: float = 30.0
+    ) -> None:
+        """Wait for the web process's own registration (gunicorn's when_ready) instead of making a second.
+
+        The runner used to register the callback itself as well: the simulator saw two
+        registrations, each with its verification PUT, at every start. ``check`` raises when a child died.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.registered(settings):
+            check()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the web process did not register its callback within {timeout:g} s")
+            time.sleep(0.1)
 
     def demo(self, settings: Settings, echo: Callable[[str], Any], wait: float = 15.0) -> None:
         """Make events flow at once: subscribe to every sensor, re-register the devices, read one resource."""

@@ -6,8 +6,11 @@ retry test needs answers in a given order. Everything else runs against the simu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +19,6 @@ from werkzeug.wrappers import Request, Response
 
 from app.dm.client import DMClient, parse_retry_after
 from app.errors import DMRateLimited, DMUnavailable
-from app.redis_server import free_port
 from tests.dm.helpers import serving
 
 KEY = "ak_retrytest0123456789abcdef"
@@ -103,11 +105,20 @@ def test_rate_limited_after_retries(scripted: tuple[Scripted, str]) -> None:
         make_client(url, [], max_retries=1).get_presubscriptions()
 
 
+def _hang_up(server: socket.socket) -> None:
+    """Accept connections and close them at once (a connection error that is not a refusal)."""
+    with contextlib.suppress(OSError):
+        while True:
+            server.accept()[0].close()
+
+
 def test_connection_errors_are_retried_then_raised_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     sleeps: list[float] = []
-    with pytest.raises(DMUnavailable) as caught:
-        make_client(f"http://127.0.0.1:{free_port()}", sleeps, max_retries=2).get_callback()
+    server = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=_hang_up, args=(server,), daemon=True).start()
+    with server, pytest.raises(DMUnavailable) as caught:
+        make_client(f"http://127.0.0.1:{server.getsockname()[1]}", sleeps, max_retries=2).get_callback()
     assert caught.value.status is None
     assert caught.value.error_type == "connection_error"
     assert len(sleeps) == 2

@@ -1,11 +1,9 @@
-"""The Procfile's processes as a platform runs them, the CLI, and ``devicehooks run``."""
+"""The Procfile's processes as a platform runs them, and the CLI (``devicehooks run``: test_devrunner.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,59 +123,3 @@ def test_decode_reads_stdin_and_reports_unreadable_input() -> None:
     )
     assert missing.returncode != 0
     assert b"cannot read /no/such/file.json" in missing.stderr
-
-
-def test_devicehooks_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "CALLBACK_", "DM_", "HANDLERS"))
-    }
-    env.update({"PORT": str(port), "PYTHONPATH": str(ROOT)})
-    log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "app", "run"], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        wait_until(
-            lambda: "Ctrl-C stops everything" in log.read_text(), timeout=60, what="the runner to start"
-        )
-        text = log.read_text()
-        secret = re.search(r"Bearer [A-Za-z0-9_\-]+", text)
-        assert secret, text
-        pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", text)]
-        body = {
-            "notifications": [
-                {"ep": "dev-1", "path": "/3303/0/5700", "ct": "text/plain", "payload": "MjMuNQ=="}
-            ]
-        }
-        put = requests.put(
-            f"http://127.0.0.1:{port}/notify",
-            json=body,
-            headers={"Authorization": secret.group(0)},
-            timeout=5,
-        )
-        assert put.status_code == 204
-        wait_until(
-            lambda: '"ep": "dev-1", "path": "/3303/0/5700", "value": 23.5' in log.read_text(),
-            what="event log",
-        )
-    finally:
-        runner.send_signal(signal.SIGINT)
-        runner.wait(timeout=60)
-    assert "stopped everything devicehooks run started" in log.read_text()
-    for pid in pids:
-        wait_until(lambda pid=pid: not _alive(pid), timeout=10, what=f"pid {pid} to exit")  # type: ignore[misc]
-    assert (tmp_path / ".devicehooks" / "redis").is_dir()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
-    except OSError:
-        return False

@@ -73,22 +73,25 @@ def test_a_bad_load_rate_is_a_usage_error() -> None:
 
 def test_the_dev_runner_points_devicehooks_at_the_simulator() -> None:
     env: dict[str, str] = {}
-    lines: list[str] = []
     dev = DevSimulator(port=8111)
-    dev.configure(env, Settings(port=8000, callback_path="/hook"), lines.append)
+    dev.configure(env, Settings(port=8000, callback_path="/hook"))
     assert env == {
         "DM_API_URL": "http://127.0.0.1:8111",
         "DM_API_KEY": "ak_simulator",
         "DEVICEHOOKS_ALLOW_HTTP_CALLBACK": "1",
         "CALLBACK_URL": "http://127.0.0.1:8000/hook",
     }
-    assert "simulator" in lines[0]
     assert dev.command()[-5:] == ["simulate", "--port", "8111", "--api-key", "ak_simulator"]
 
 
-def test_register_with_simulator_registers_once(sim, receiver: Receiver) -> None:  # type: ignore[no-untyped-def]
+def test_wait_registered_returns_once_the_callback_is_registered_and_never_registers(
+    sim, receiver: Receiver
+) -> None:  # type: ignore[no-untyped-def]
     dev = DevSimulator(port=sim.port, api_key="ak_test")
     settings = Settings(callback_url=receiver.url, callback_headers={"Authorization": "Bearer x"})
-    assert dev.register_with_simulator(settings) is True
-    assert dev.register_with_simulator(settings) is False
-    assert sim.sim.channel.callback() == {"url": receiver.url, "headers": {"Authorization": "Bearer x"}}
+    assert not dev.registered(settings)
+    with pytest.raises(RuntimeError, match="did not register"):
+        dev.wait_registered(settings, timeout=0.3)
+    assert sim.sim.channel.callback() is None
+    sim.sim.channel.set_callback(receiver.url, {"Authorization": "Bearer x"})
+    dev.wait_registered(settings, timeout=5)
