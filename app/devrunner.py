@@ -444,8 +444,12 @@ class DevRunner:
         base = f"http://127.0.0.1:{settings.port}"
         key = self.env["MANAGEMENT_API_KEYS"] if "MANAGEMENT_API_KEYS" in self.made_up else None
         lines[-1:-1] = [
-            f"  status      {base}/status (log in with the management key "
-            + (f"{key}, made up for this run)" if key else "from MANAGEMENT_API_KEYS)"),
+            f"  status      {base}/status "
+            + (
+                f"(made up for this run: log in with the management key {key})"
+                if key
+                else "(log in with a key from MANAGEMENT_API_KEYS)"
+            ),
             f"  metrics     {base}/metrics and the API {base}/api/v1/ (Authorization: Bearer <that key>)",
         ]
         if self.simulator:

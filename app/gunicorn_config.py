@@ -32,7 +32,10 @@ worker_connections = _settings.web_threads
 # Device Management sends the next batch only after the ack; a slow PUT is a stuck channel.
 timeout = 30
 graceful_timeout = 25
-keepalive = 5
+# No keep-alive: with worker_connections == threads gthread has no slot for an idle kept-alive
+# connection (it closed them anyway, with a warning at every start), and Device Management sends one
+# batch at a time.
+keepalive = 0
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
