@@ -84,7 +84,7 @@ def ack_round(redis_url: str, label: str, seconds: int, tmp: Path) -> float:
     try:
         if label == "on+api":
             poller.start()
-        return wrk_rate(f"http://127.0.0.1:{port}/notify", notification_batch(1), seconds, 8)
+        return wrk_rate(f"http://127.0.0.1:{port}/notify", notification_batch(1), seconds, 8)[0]
     finally:
         poller_stop.set()
         if poller.is_alive():
