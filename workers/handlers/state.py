@@ -42,9 +42,10 @@ STATUS_OF = {
 # the path/value pairs, n, then n history entries of HISTORY_ARGS values each (kind, timestamp, path,
 # value, ct, uid; "" when absent).
 # Measured per device and batch (cProfile and Redis's commandstats, 1,000-notification batches): the
-# script's cost is mostly its redis.call()s, so a device already known costs one HSET for last_seen
-# (its reply says whether the device is new: only then are ep, first_seen, the default status and the
-# index entry written), one HSET per value (its reply says whether the path is new: only then is the
+# script's cost is mostly its redis.call()s (~1 us each), so a device already known costs one HSET
+# for last_seen (its reply says whether the device is new: only then are ep, first_seen and the
+# default status written, and the ep added to the index), one ZADD per call for the whole chunk's
+# last-seen times (not one per device), one HSET per value (its reply says whether the path is new: only then is the
 # resource cap checked, and a path beyond it removed again), the age trim, the XADDs and the three
 # EXPIREs. Age trimmed first, approximately (whole stream nodes; an exact MINID trim cost ~14 us a
 # device, a third of the script; app.state.history hides the older entries a node still holds), then
@@ -61,6 +62,7 @@ local history_max = ARGV[3]
 local min_id = ARGV[4]
 local ttl = ARGV[5]
 local now = ARGV[9]
+local seen, new = {}, {}
 local i = 10
 while i <= #ARGV do
   local ep = ARGV[i]
@@ -70,12 +72,14 @@ while i <= #ARGV do
   if redis.call('HSET', dev, 'last_seen', now) == 1 then
     redis.call('HSET', dev, 'ep', ep, 'first_seen', now)
     if head % 2 == 1 then redis.call('HSET', dev, 'status', 'registered') end
-    redis.call('ZADD', KEYS[1], 0, ep)
+    new[#new + 1] = 0
+    new[#new + 1] = ep
   end
+  seen[#seen + 1] = now
+  seen[#seen + 1] = ep
   i = i + 2
   if nf > 0 then redis.call('HSET', dev, unpack(ARGV, i, i + 2 * nf - 1)) end
   i = i + 2 * nf
-  redis.call('ZADD', KEYS[2], now, ep)
   for j = i, i + 2 * nv - 1, 2 do
     if redis.call('HSET', res, ARGV[j], ARGV[j + 1]) == 1 and redis.call('HLEN', res) > max_resources then
       redis.call('HDEL', res, ARGV[j])
@@ -100,6 +104,8 @@ while i <= #ARGV do
   redis.call('EXPIRE', res, ttl)
   redis.call('EXPIRE', hist, ttl)
 end
+if #seen > 0 then redis.call('ZADD', KEYS[2], unpack(seen)) end
+if #new > 0 then redis.call('ZADD', KEYS[1], unpack(new)) end
 local function drop(ep)
   redis.call('DEL', prefix .. 'dev:' .. ep, prefix .. 'res:' .. ep, prefix .. 'hist:' .. ep)
   redis.call('ZREM', KEYS[1], ep)
