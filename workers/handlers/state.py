@@ -25,7 +25,8 @@ from workers.handlers.router import Router
 NAME = "devicehooks.state"
 KINDS = ("notifications", "registrations", "reg-updates", "de-registrations", "registrations-expired")
 EVICT_BUDGET = 1000  # devices dropped per script call at most, so one call stays short
-CHUNK_DEVICES = 200  # devices per script call: a call blocks Redis for ~2-5 ms at most
+CHUNK_DEVICES = 200  # devices per script call: a call blocks Redis for ~2-5 ms at most (and the
+# script unpacks two values a device into one ZADD: Lua's stack takes a few thousand)
 STATUS_OF = {
     "registrations": "registered",
     "reg-updates": "registered",
@@ -39,22 +40,21 @@ STATUS_OF = {
 # history id, ttl, max devices, oldest last-seen kept, eviction budget, now, then per device: ep,
 # a head number (status default 0/1 + 2 x directory pairs (at most 5) + 16 x value pairs: every
 # argument costs ~0.2 us to pack in redis-py and to copy into ARGV), the directory field/value pairs,
-# the path/value pairs, n, then n history entries of HISTORY_ARGS values each (kind, timestamp, path,
-# value, ct, uid; "" when absent).
+# the path/value pairs, n, then n history entries of six values each (kind, timestamp, path, value,
+# ct, uid; "" when absent).
 # Measured per device and batch (cProfile and Redis's commandstats, 1,000-notification batches): the
 # script's cost is mostly its redis.call()s (~1 us each), so a device already known costs one HSET
 # for last_seen (its reply says whether the device is new: only then are ep, first_seen and the
-# default status written, and the ep added to the index), one ZADD per call for the whole chunk's
-# last-seen times (not one per device), one HSET per value (its reply says whether the path is new: only then is the
-# resource cap checked, and a path beyond it removed again), the age trim, the XADDs and the three
-# EXPIREs. Age trimmed first, approximately (whole stream nodes; an exact MINID trim cost ~14 us a
-# device, a third of the script; app.state.history hides the older entries a node still holds), then
-# one XADD per entry, every entry with the same fields (so the stream stores their names once per
-# node) and only the last one trimming to the exact MAXLEN (one trim per device and batch, not per
-# entry; the script runs whole, so no reader sees the stream over its cap). Entry ids are Redis's
-# clock. Every key of the device expires ttl after this batch. Then: devices not seen since the
-# oldest kept time are dropped (their keys expired), then the oldest beyond max devices, at most the
-# budget per call.
+# default status written, and the ep added to the index), one HSET per value (its reply says whether
+# the path is new: only then is the resource cap checked, and a path beyond it removed again), the
+# age trim, the XADDs and the three EXPIREs; the chunk's last-seen times go in one ZADD per call.
+# Age trimmed first, approximately (whole stream nodes; an exact MINID trim cost ~14 us a device, a
+# third of the script; app.state.history hides the older entries a node still holds), then one XADD
+# per entry, every entry with the same fields (so the stream stores their names once per node) and
+# only the last one trimming to the exact MAXLEN (one trim per device and batch, not per entry; the
+# script runs whole, so no reader sees the stream over its cap). Entry ids are Redis's clock. Every
+# key of the device expires ttl after this batch. Then: devices not seen since the oldest kept time
+# are dropped (their keys expired), then the oldest beyond max devices, at most the budget per call.
 _BATCH_LUA = """
 local prefix = ARGV[1]
 local max_resources = tonumber(ARGV[2])
@@ -121,7 +121,6 @@ if over > 0 and budget > 0 then
 end
 return #stale
 """
-HISTORY_ARGS = 6  # kind, timestamp, path, value, ct, uid: the script's fixed layout of an entry
 
 
 class DeviceUpdate:
