@@ -6,8 +6,8 @@ Keys, under ``devicehooks:state:``:
 - ``seen``        sorted set ep -> last seen (epoch s): the eviction order;
 - ``dev:{ep}``    hash: ep, ept, status, first_seen, last_seen, original_ep, q, resources (JSON);
 - ``res:{ep}``    hash: resource path -> JSON ``{"value", "ct", "timestamp", "uid"}`` (last-known values);
-- ``hist:{ep}``   stream of events (kind, path, value, ct, uid, timestamp, received_at), capped by
-  count and age.
+- ``hist:{ep}``   stream of events (kind, timestamp, received_at, path, value, ct, uid; every entry
+  has every field, "" when absent, and no timestamp means the time received), capped by count and age.
 
 Every key of a device expires ``STATE_TTL_SECONDS`` after its last event; beyond ``STATE_MAX_DEVICES``
 the devices seen longest ago are evicted whole.
@@ -186,7 +186,8 @@ def resources(redis: Redis, ep: str) -> list[dict[str, Any]]:
 
 
 def history_entity(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
-    """One history stream entry as the API's event entity."""
+    """One history stream entry as the API's event entity (absent fields are stored as ""; an entry
+    without Device Management's timestamp takes the time received)."""
     return {
         "object": "device-event",
         "id": entry_id,
@@ -195,7 +196,7 @@ def history_entity(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
         "value": json.loads(fields["value"]) if fields.get("value") else None,
         "ct": fields.get("ct") or None,
         "uid": fields.get("uid") or None,
-        "timestamp": iso(_float(fields.get("timestamp"))),
+        "timestamp": iso(_float(fields.get("timestamp") or fields.get("received_at"))),
         "received_at": iso(_float(fields.get("received_at"))),
     }
 

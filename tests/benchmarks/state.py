@@ -1,6 +1,7 @@
 """State benchmark, side by side in one run:
 
     python -m tests.benchmarks.state [--seconds 5] [--rounds 3] [--devices 10000]
+                                     [--parts ack,worker,api,memory]
 
 1. Ack throughput of 1-item PUTs (wrk) with the state, API, metrics and status page on
    (``STATE=on``, ``MANAGEMENT_API_KEYS`` set) vs off (``STATE=off``, no keys), rounds alternating, and
@@ -83,7 +84,7 @@ def ack_round(redis_url: str, label: str, seconds: int, tmp: Path) -> float:
     try:
         if label == "on+api":
             poller.start()
-        return wrk_rate(f"http://127.0.0.1:{port}/notify", notification_batch(1), seconds, 8)
+        return wrk_rate(f"http://127.0.0.1:{port}/notify", notification_batch(1), seconds, 8)[0]
     finally:
         poller_stop.set()
         if poller.is_alive():
@@ -170,69 +171,100 @@ def measure_api(redis_url: str, count: int, results: StateResults, tmp: Path) ->
         stop(web)
 
 
-def run(seconds: int, rounds: int, devices: int, tmp: Path) -> StateResults:
-    """Every part, in one run, on one private Redis."""
+PARTS = ("ack", "worker", "api", "memory")
+
+
+def run(seconds: int, rounds: int, devices: int, tmp: Path, parts: tuple[str, ...] = PARTS) -> StateResults:
+    """The chosen parts (every one by default), in one run, on one private Redis."""
     results = StateResults(devices=devices)
     bodies = [notification_batch(1000) for _ in range(20)]
     with private_redis() as server:
         labels = ["on", "off", "on+api"]
         for index in range(rounds):  # the order rotates, so no configuration always goes first
-            for label in labels[index % 3 :] + labels[: index % 3]:
+            for label in labels[index % 3 :] + labels[: index % 3] if "ack" in parts else ():
                 Redis.from_url(server.url).flushdb()
                 results.ack.setdefault(label, []).append(ack_round(server.url, label, seconds, tmp))
-            for on in (True, False) if index % 2 == 0 else (False, True):
+            for on in ((True, False) if index % 2 == 0 else (False, True)) if "worker" in parts else ():
                 rate = worker_round(server.url, bodies, on)
                 results.worker.setdefault("on" if on else "off", []).append(rate)
         redis = Redis.from_url(server.url)
-        measure_memory(redis, devices, results)
-        redis.flushdb()
-        seed(redis, devices)
-        measure_api(server.url, 50, results, tmp)
+        if "memory" in parts:
+            measure_memory(redis, devices, results)
+        if "api" in parts:
+            redis.flushdb()
+            seed(redis, devices)
+            measure_api(server.url, 50, results, tmp)
     return results
 
 
-def markdown(r: StateResults, seconds: int, rounds: int) -> str:
-    """The tables."""
+def ack_table(r: StateResults, seconds: int, rounds: int) -> list[str]:
+    """The ack table."""
     ack_on, ack_off, ack_api = (median(r.ack[k]) for k in ("on", "off", "on+api"))
+    return [
+        "Ack: gunicorn 2 x sync (Procfile web), wrk 1 thread 8 connections, "
+        f"{rounds} alternating rounds of {seconds} s",
+        "",
+        "| configuration | 1-item PUT/s (median) | vs off |",
+        "|---|---|---|",
+        f"| state, API, metrics, status page off | {ack_off:,.0f} | 1.00 |",
+        *(f"| (every round: {k}) | {', '.join(f'{v:,.0f}' for v in r.ack[k])} | |" for k in r.ack),
+        f"| all on | {ack_on:,.0f} | {ack_on / ack_off:.2f} |",
+        f"| all on, API listing 1,000 devices every second | {ack_api:,.0f} | {ack_api / ack_off:.2f} |",
+        "",
+    ]
+
+
+def worker_table(r: StateResults, rounds: int) -> list[str]:
+    """The worker table."""
     w_on, w_off = median(r.worker["on"]), median(r.worker["off"])
+    return [
+        "Worker: one burst worker, 20 batches x 1,000 notifications, one no-op handler, "
+        f"{rounds} alternating rounds",
+        "",
+        "| state handler | notifications/s (median) | vs off |",
+        "|---|---|---|",
+        f"| off | {w_off:,.0f} | 1.00 |",
+        f"| on | {w_on:,.0f} | {w_on / w_off:.2f} |",
+        *(f"| (every round: {k}) | {', '.join(f'{v:,.0f}' for v in r.worker[k])} | |" for k in r.worker),
+        "",
+    ]
+
+
+def api_table(r: StateResults) -> list[str]:
+    """The API latency table."""
     p50, p99 = percentile(r.list_ms, 50), percentile(r.list_ms, 99)
     deep50, deep99 = percentile(r.deep_ms, 50), percentile(r.deep_ms, 99)
-    return "\n".join(
-        [
-            "Ack: gunicorn 2 x sync (Procfile web), wrk 1 thread 8 connections, "
-            f"{rounds} alternating rounds of {seconds} s",
-            "",
-            "| configuration | 1-item PUT/s (median) | vs off |",
-            "|---|---|---|",
-            f"| state, API, metrics, status page off | {ack_off:,.0f} | 1.00 |",
-            *(f"| (every round: {k}) | {', '.join(f'{v:,.0f}' for v in r.ack[k])} | |" for k in r.ack),
-            f"| all on | {ack_on:,.0f} | {ack_on / ack_off:.2f} |",
-            f"| all on, API listing 1,000 devices every second | {ack_api:,.0f} | {ack_api / ack_off:.2f} |",
-            "",
-            "Worker: one burst worker, 20 batches x 1,000 notifications, one no-op handler, "
-            f"{rounds} alternating rounds",
-            "",
-            "| state handler | notifications/s (median) | vs off |",
-            "|---|---|---|",
-            f"| off | {w_off:,.0f} | 1.00 |",
-            f"| on | {w_on:,.0f} | {w_on / w_off:.2f} |",
-            *(f"| (every round: {k}) | {', '.join(f'{v:,.0f}' for v in r.worker[k])} | |" for k in r.worker),
-            "",
-            f"API with {r.devices:,} devices, {len(r.list_ms)} sequential requests each",
-            "",
-            "| request | p50 ms | p99 ms |",
-            "|---|---|---|",
-            f"| `GET /api/v1/devices?limit=1000` | {p50:.1f} | {p99:.1f} |",
-            f"| same, `after=` the last page | {deep50:.1f} | {deep99:.1f} |",
-            "",
-            "| Redis memory | bytes |",
-            "|---|---|",
-            "| per device (registration, 3 resources, 1 value, 2 history entries) | "
-            f"{r.bytes_per_device:,.0f} |",
-            f"| per further history entry | {r.bytes_per_entry:,.0f} |",
-            "",
-        ]
-    )
+    return [
+        f"API with {r.devices:,} devices, {len(r.list_ms)} sequential requests each",
+        "",
+        "| request | p50 ms | p99 ms |",
+        "|---|---|---|",
+        f"| `GET /api/v1/devices?limit=1000` | {p50:.1f} | {p99:.1f} |",
+        f"| same, `after=` the last page | {deep50:.1f} | {deep99:.1f} |",
+        "",
+    ]
+
+
+def memory_table(r: StateResults) -> list[str]:
+    """The Redis memory table."""
+    return [
+        "| Redis memory | bytes |",
+        "|---|---|",
+        f"| per device (registration, 3 resources, 1 value, 2 history entries) | {r.bytes_per_device:,.0f} |",
+        f"| per further history entry | {r.bytes_per_entry:,.0f} |",
+        "",
+    ]
+
+
+def markdown(r: StateResults, seconds: int, rounds: int, parts: tuple[str, ...] = PARTS) -> str:
+    """The tables of the parts that ran."""
+    tables = {
+        "ack": lambda: ack_table(r, seconds, rounds),
+        "worker": lambda: worker_table(r, rounds),
+        "api": lambda: api_table(r),
+        "memory": lambda: memory_table(r),
+    }
+    return "\n".join(line for part in PARTS if part in parts for line in tables[part]())
 
 
 def main() -> None:
@@ -243,10 +275,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of " + ",".join(PARTS))
     args = parser.parse_args()
+    parts = tuple(part for part in args.parts.split(",") if part)
+    if unknown := set(parts) - set(PARTS):
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"devicehooks-state-bench-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    print(markdown(run(args.seconds, args.rounds, args.devices, tmp), args.seconds, args.rounds))
+    results = run(args.seconds, args.rounds, args.devices, tmp, parts)
+    print(markdown(results, args.seconds, args.rounds, parts))
 
 
 if __name__ == "__main__":

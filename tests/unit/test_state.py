@@ -14,7 +14,7 @@ from app.config import Settings
 from tests.conftest import SAMPLES
 from workers.events import Event
 from workers.handlers.discovery import load_router
-from workers.handlers.state import CHUNK_DEVICES, NAME, StateWriter, plan
+from workers.handlers.state import CHUNK_DEVICES, NAME, StateWriter, encode_value, plan
 from workers.testing import events_from_body, make_event
 
 LIFECYCLE = SAMPLES / "state" / "device_lifecycle.json"
@@ -199,3 +199,51 @@ def test_a_large_batch_is_split_into_script_calls_of_at_most_200_devices(redis: 
     w.write([notification(f"dev-{i}", "1") for i in range(1000)], now=NOW)
     assert redis.info("commandstats")["cmdstat_evalsha"]["calls"] == 1000 // CHUNK_DEVICES == 5
     assert state.device_count(redis) == 1001
+
+
+def test_history_stays_at_its_exact_cap_across_batches(redis: Redis) -> None:
+    w = writer(redis, history_max=5)
+    w.write([notification("d", str(i)) for i in range(3)], now=NOW)
+    w.write([notification("d", str(i)) for i in range(3, 7)], now=NOW + 1)
+    assert redis.xlen(state.hist_key("d")) == 5
+    assert [h["value"] for h in state.history(redis, "d", None, False)] == [2, 3, 4, 5, 6]
+
+
+def test_history_entries_of_every_kind_share_one_field_layout(redis: Redis) -> None:
+    writer(redis).write(events_from_body(LIFECYCLE), now=NOW)
+    rows: Any = redis.xrange(state.hist_key("sensor-1"))
+    layouts = {tuple(fields) for _, fields in rows}
+    assert layouts == {
+        (b"kind", b"timestamp", b"received_at", b"path", b"value", b"ct", b"uid"),
+    }
+
+
+def test_a_device_whose_directory_expired_before_the_sweep_is_recorded_anew(redis: Redis) -> None:
+    w = writer(redis)
+    w.write([notification("d", "1")], now=NOW)
+    redis.delete(state.dev_key("d"))  # its TTL ran out; the index still holds it
+    w.write([notification("d", "2")], now=NOW + 5)
+    device = state.device(redis, "d")
+    assert device is not None
+    assert (device["status"], device["first_seen"], device["last_seen"]) == (
+        "registered", state.iso(NOW + 5), state.iso(NOW + 5),
+    )  # fmt: skip
+    assert [d["id"] for d in state.iter_devices(redis, None, False)] == ["d"]
+
+
+def test_entries_from_the_earlier_layout_still_read(redis: Redis) -> None:
+    redis.xadd(
+        state.hist_key("d"),
+        {"kind": "notifications", "timestamp": repr(NOW - 60), "received_at": repr(NOW), "value": "5"},
+    )
+    (entry,) = state.history(redis, "d", None, False)
+    assert (entry["value"], entry["path"], entry["ct"], entry["uid"]) == (5, None, None, None)
+    assert (entry["timestamp"], entry["received_at"]) == (state.iso(NOW - 60), state.iso(NOW))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [21.5, -0.0, 1e300, float("nan"), float("inf"), 7, 2**70, True, None, 'a\u00e9"\n', [1, "x"], {"a": 1.5}],
+)
+def test_values_are_encoded_exactly_as_the_json_encoder_writes_them(value: object) -> None:
+    assert encode_value(value) == json.dumps(value, separators=(",", ":"))

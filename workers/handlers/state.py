@@ -10,8 +10,9 @@ device count is capped by evicting the devices seen longest ago. ``STATE=off`` l
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from redis import Redis
@@ -24,7 +25,8 @@ from workers.handlers.router import Router
 NAME = "devicehooks.state"
 KINDS = ("notifications", "registrations", "reg-updates", "de-registrations", "registrations-expired")
 EVICT_BUDGET = 1000  # devices dropped per script call at most, so one call stays short
-CHUNK_DEVICES = 200  # devices per script call: a call blocks Redis for ~2-5 ms at most
+CHUNK_DEVICES = 200  # devices per script call: a call blocks Redis for ~2-5 ms at most (and the
+# script unpacks two values a device into one ZADD: Lua's stack takes a few thousand)
 STATUS_OF = {
     "registrations": "registered",
     "reg-updates": "registered",
@@ -36,15 +38,23 @@ STATUS_OF = {
 # about ten commands per device in a pipeline (measured: ~35x slower than no state on 1,000-device
 # batches; README, Performance). KEYS: devices, seen. ARGV: prefix, max resources, history max, min
 # history id, ttl, max devices, oldest last-seen kept, eviction budget, now, then per device: ep,
-# first_seen, status default (0/1), n, n directory field/value pairs, n, n path/value pairs, n, then n
-# history entries each as m followed by m field/value pairs.
-# Directory: HSETNX first_seen (and status for notifications), HSET fields, ZADD both indexes. Values:
-# a known path always updates, a new one only while the hash holds fewer than max resources. History:
-# age trimmed first, approximately (whole stream nodes; an exact MINID trim cost ~14 us a device, a
-# third of the script; app.state.history hides the older entries a node still holds), then XADD with
-# an exact MAXLEN. Entry ids are Redis's clock. Every key of the
-# device expires ttl after this batch. Then: devices not seen since the oldest kept time are dropped
-# (their keys expired), then the oldest beyond max devices, at most the budget per call.
+# a head number (status default 0/1 + 2 x directory pairs (at most 5) + 16 x value pairs: every
+# argument costs ~0.2 us to pack in redis-py and to copy into ARGV), the directory field/value pairs,
+# the path/value pairs, n, then n history entries of six values each (kind, timestamp, path, value,
+# ct, uid; "" when absent).
+# Measured per device and batch (cProfile and Redis's commandstats, 1,000-notification batches): the
+# script's cost is mostly its redis.call()s (~1 us each), so a device already known costs one HSET
+# for last_seen (its reply says whether the device is new: only then are ep, first_seen and the
+# default status written, and the ep added to the index), one HSET per value (its reply says whether
+# the path is new: only then is the resource cap checked, and a path beyond it removed again), the
+# age trim, the XADDs and the three EXPIREs; the chunk's last-seen times go in one ZADD per call.
+# Age trimmed first, approximately (whole stream nodes; an exact MINID trim cost ~14 us a device, a
+# third of the script; app.state.history hides the older entries a node still holds), then one XADD
+# per entry, every entry with the same fields (so the stream stores their names once per node) and
+# only the last one trimming to the exact MAXLEN (one trim per device and batch, not per entry; the
+# script runs whole, so no reader sees the stream over its cap). Entry ids are Redis's clock. Every
+# key of the device expires ttl after this batch. Then: devices not seen since the oldest kept time
+# are dropped (their keys expired), then the oldest beyond max devices, at most the budget per call.
 _BATCH_LUA = """
 local prefix = ARGV[1]
 local max_resources = tonumber(ARGV[2])
@@ -52,37 +62,50 @@ local history_max = ARGV[3]
 local min_id = ARGV[4]
 local ttl = ARGV[5]
 local now = ARGV[9]
+local seen, new = {}, {}
 local i = 10
 while i <= #ARGV do
   local ep = ARGV[i]
   local dev, res, hist = prefix .. 'dev:' .. ep, prefix .. 'res:' .. ep, prefix .. 'hist:' .. ep
-  redis.call('HSETNX', dev, 'first_seen', ARGV[i + 1])
-  if ARGV[i + 2] == '1' then redis.call('HSETNX', dev, 'status', 'registered') end
-  i = i + 3
-  local n = tonumber(ARGV[i])
-  if n > 0 then redis.call('HSET', dev, unpack(ARGV, i + 1, i + 2 * n)) end
-  i = i + 2 * n + 1
-  redis.call('ZADD', KEYS[1], 0, ep)
-  redis.call('ZADD', KEYS[2], now, ep)
-  n = tonumber(ARGV[i])
-  for j = i + 1, i + 2 * n, 2 do
-    if redis.call('HEXISTS', res, ARGV[j]) == 1 or redis.call('HLEN', res) < max_resources then
-      redis.call('HSET', res, ARGV[j], ARGV[j + 1])
+  local head = tonumber(ARGV[i + 1])
+  local nf, nv = math.floor(head / 2) % 8, math.floor(head / 16)
+  if redis.call('HSET', dev, 'last_seen', now) == 1 then
+    redis.call('HSET', dev, 'ep', ep, 'first_seen', now)
+    if head % 2 == 1 then redis.call('HSET', dev, 'status', 'registered') end
+    new[#new + 1] = 0
+    new[#new + 1] = ep
+  end
+  seen[#seen + 1] = now
+  seen[#seen + 1] = ep
+  i = i + 2
+  if nf > 0 then redis.call('HSET', dev, unpack(ARGV, i, i + 2 * nf - 1)) end
+  i = i + 2 * nf
+  for j = i, i + 2 * nv - 1, 2 do
+    if redis.call('HSET', res, ARGV[j], ARGV[j + 1]) == 1 and redis.call('HLEN', res) > max_resources then
+      redis.call('HDEL', res, ARGV[j])
     end
   end
-  i = i + 2 * n + 1
-  n = tonumber(ARGV[i])
+  i = i + 2 * nv
+  local n = tonumber(ARGV[i])
   i = i + 1
   redis.call('XTRIM', hist, 'MINID', '~', min_id)
-  for _ = 1, n do
-    local m = tonumber(ARGV[i])
-    redis.call('XADD', hist, 'MAXLEN', history_max, '*', unpack(ARGV, i + 1, i + 2 * m))
-    i = i + 2 * m + 1
+  for e = 1, n do
+    local a = ARGV
+    if e < n then
+      redis.call('XADD', hist, '*', 'kind', a[i], 'timestamp', a[i + 1], 'received_at', now,
+        'path', a[i + 2], 'value', a[i + 3], 'ct', a[i + 4], 'uid', a[i + 5])
+    else
+      redis.call('XADD', hist, 'MAXLEN', history_max, '*', 'kind', a[i], 'timestamp', a[i + 1],
+        'received_at', now, 'path', a[i + 2], 'value', a[i + 3], 'ct', a[i + 4], 'uid', a[i + 5])
+    end
+    i = i + 6
   end
   redis.call('EXPIRE', dev, ttl)
   redis.call('EXPIRE', res, ttl)
   redis.call('EXPIRE', hist, ttl)
 end
+if #seen > 0 then redis.call('ZADD', KEYS[2], unpack(seen)) end
+if #new > 0 then redis.call('ZADD', KEYS[1], unpack(new)) end
 local function drop(ep)
   redis.call('DEL', prefix .. 'dev:' .. ep, prefix .. 'res:' .. ep, prefix .. 'hist:' .. ep)
   redis.call('ZREM', KEYS[1], ep)
@@ -100,19 +123,45 @@ return #stale
 """
 
 
-@dataclass
 class DeviceUpdate:
-    """What one batch changes for one device."""
+    """What one batch changes for one device (history entries in the script's fixed layout).
 
-    fields: dict[str, str] = field(default_factory=dict)
-    first_seen: float = 0.0
-    status_default: bool = False
-    values: dict[str, str] = field(default_factory=dict)
-    history: list[dict[str, str]] = field(default_factory=list)
+    A plain class with slots: a dataclass's default factories were 7% of the handler (py-spy)."""
+
+    __slots__ = ("fields", "history", "status_default", "values")
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+        self.status_default = False
+        self.values: dict[str, str] = {}
+        self.history: list[tuple[str, str, str, str, str, str]] = []
 
 
 _json = json.JSONEncoder(separators=(",", ":"), default=str).encode  # one encoder: json.dumps with
 # options builds a new one per call, a third of this module's cost per event
+
+
+def _text(value: str | None) -> str:
+    """A JSON string or null (the C encoder json uses for strings, without json.dumps's dispatch)."""
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+def _number(value: float) -> str:
+    """A JSON number as json writes it (repr; json's own spelling when not finite)."""
+    return repr(value) if math.isfinite(value) else _json(value)
+
+
+def encode_value(value: Any) -> str:
+    """A decoded value as JSON, exactly as ``_json`` writes it; numbers and text without the encoder
+    (its per-call setup was most of the cost of encoding a plain reading)."""
+    kind = type(value)
+    if kind is float:
+        return _number(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    return "null" if value is None else _json(value)
 
 
 def _event_values(event: Event) -> dict[str, Any]:
@@ -120,20 +169,6 @@ def _event_values(event: Event) -> dict[str, Any]:
     if event.values:
         return event.values
     return {event.path: event.value} if event.path else {}
-
-
-def _history_entry(event: Event, when: str, now: str) -> dict[str, str]:
-    """A stream entry for one event (absent fields are left out)."""
-    entry = {"kind": event.kind, "timestamp": when, "received_at": now}
-    if event.path:
-        entry["path"] = event.path
-    if event.kind == "notifications":
-        entry["value"] = _json(event.value)
-    if event.ct:
-        entry["ct"] = event.ct
-    if event.uid:
-        entry["uid"] = event.uid
-    return entry
 
 
 def _registration_fields(event: Event) -> dict[str, str]:
@@ -151,26 +186,41 @@ def _registration_fields(event: Event) -> dict[str, str]:
 
 
 def plan(events: list[Event], now: float) -> dict[str, DeviceUpdate]:
-    """Per device, the writes one batch makes (pure; events in batch order, the last one wins)."""
+    """Per device, the writes one batch makes (pure; events in batch order, the last one wins).
+
+    A history entry's timestamp is "" when Device Management sent none (or none that parses): the
+    reader takes ``received_at`` then, so the common case encodes one number less per event."""
     updates: dict[str, DeviceUpdate] = {}
-    now_text = repr(now)
     for event in events:
-        if not event.ep or event.kind not in KINDS:
+        kind, ep = event.kind, event.ep
+        if not ep or kind not in KINDS:
             continue
-        update = updates.get(event.ep)
+        update = updates.get(ep)
         if update is None:
-            update = updates[event.ep] = DeviceUpdate(first_seen=now)
-        when = now if event.timestamp is None else state.parse_time(event.timestamp) or now
-        update.fields["ep"] = event.ep
-        update.fields["last_seen"] = now_text
-        update.history.append(_history_entry(event, now_text if when is now else repr(when), now_text))
-        if event.kind == "notifications":
+            update = updates[ep] = DeviceUpdate()
+        sent = None if event.timestamp is None else state.parse_time(event.timestamp) or None
+        if kind == "notifications":
+            when = now if sent is None else sent
+            value_json = encode_value(event.value)
+            stored = f'{{"ct":{_text(event.ct)},"timestamp":{_number(when)},"uid":{_text(event.uid)},"value":'
             update.status_default = True
-            stored = {"ct": event.ct, "timestamp": when, "uid": event.uid}
             for path, value in _event_values(event).items():
-                update.values[path] = _json({**stored, "value": value})
+                update.values[path] = (
+                    stored + (value_json if value is event.value else encode_value(value)) + "}"
+                )
         else:
+            value_json = ""
             update.fields.update(_registration_fields(event))
+        update.history.append(
+            (
+                kind,
+                "" if sent is None else repr(sent),
+                event.path or "",
+                value_json,
+                event.ct or "",
+                event.uid or "",
+            )
+        )
     return updates
 
 
@@ -181,19 +231,17 @@ def batch_args(updates: dict[str, DeviceUpdate], bounds: state.Bounds, now: floa
         state.PREFIX, bounds.max_resources, bounds.history_max, min_id, bounds.ttl_seconds,
         bounds.max_devices, repr(now - bounds.ttl_seconds), EVICT_BUDGET, repr(now),
     ]  # fmt: skip
+    extend = args.extend
     for ep, update in updates.items():
-        args += [ep, repr(update.first_seen), "1" if update.status_default else "0", len(update.fields)]
+        args += (ep, update.status_default + 2 * len(update.fields) + 16 * len(update.values))
         for pair in update.fields.items():
-            args += pair
-        args.append(len(update.values))
+            extend(pair)
         for pair in update.values.items():
-            args += pair
+            extend(pair)
         history = update.history[-bounds.history_max :]
         args.append(len(history))
         for entry in history:
-            args.append(len(entry))
-            for pair in entry.items():
-                args += pair
+            extend(entry)
     return args
 
 
