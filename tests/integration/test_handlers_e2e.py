@@ -132,8 +132,8 @@ def test_batch_interrupted_by_sigkill_runs_again_and_nothing_is_lost(
     finally:
         stop(first, signal.SIGKILL)
     with running_worker(env, tmp_path / "second.log"):
-        wait_for_list(redis, "test:gate:entered", timeout=40)
-        redis.rpush("test:gate:open", "go")
+        token = wait_for_list(redis, "test:gate:entered", timeout=40).decode()
+        redis.rpush(f"test:gate:open:{token}", "go")
         assert uids(take(redis, "gate", 10)) == [f"u{i}" for i in range(10)]
         expected = {f"u{i}" for i in range(10)}
         seen: list[object] = []
@@ -150,9 +150,9 @@ def test_sigterm_lets_the_batch_in_hand_finish(redis: Redis, redis_url: str, tmp
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         BatchQueue(redis, "test").enqueue(batch(3), "rid-term")
-        wait_for_list(redis, "test:gate:entered")
+        token = wait_for_list(redis, "test:gate:entered").decode()
         worker.send_signal(signal.SIGTERM)
-        redis.rpush("test:gate:open", "go")
+        redis.rpush(f"test:gate:open:{token}", "go")
         assert worker.wait(timeout=30) == 0
     finally:
         stop(worker)
