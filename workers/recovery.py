@@ -64,7 +64,7 @@ return 1
 """
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True when a process with this pid exists on this machine (a zombie counts as dead)."""
     try:
         os.kill(pid, 0)
@@ -98,7 +98,7 @@ def worker_gone(redis: Redis, name: str | None, use_heartbeats: bool = True) -> 
     hostname, pid, death = (text(v) if v is not None else None for v in data)
     if death:
         return True
-    if hostname == socket.gethostname() and pid is not None and not _pid_alive(int(pid)):
+    if hostname == socket.gethostname() and pid is not None and not pid_alive(int(pid)):
         return True
     if use_heartbeats and redis.sismember(HEARTBEAT_SET, name):
         return not redis.exists(HEARTBEAT_PREFIX + name)
@@ -183,7 +183,7 @@ def release_dead_scheduler_lock(queue: Queue) -> bool:
         text(v) if v is not None else None
         for v in redis.hmget(SCHEDULER_KEY_TEMPLATE % name, ["hostname", "pid"])
     )
-    if hostname != socket.gethostname() or not pid or int(pid) <= 0 or _pid_alive(int(pid)):
+    if hostname != socket.gethostname() or not pid or int(pid) <= 0 or pid_alive(int(pid)):
         return False
     released = bool(release_lock(redis, lock_key, name))
     if released:

@@ -9,6 +9,7 @@ A full, read-only or absent Redis is waited out (``app.weather``), never a reaso
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -44,11 +45,17 @@ class WeatherproofScheduler(RQScheduler):
     """
 
     def work(self) -> None:
-        """Register, then heartbeat and move due jobs every interval until asked to stop."""
+        """Register, then heartbeat and move due jobs every interval until asked to stop, or until the
+        worker that forked this process is gone (a SIGKILLed worker's scheduler went on forever, waiting
+        out a Redis that had long been torn down; stopping releases the lock for another worker's)."""
         self._install_signal_handlers()
         outage = weather.Outage(logger, f"scheduler {self.name}")
+        worker_pid = os.getppid()
         born = False
         while not self._stop_requested:
+            if os.getppid() != worker_pid:
+                logger.warning("scheduler %s: its worker (pid %d) is gone; stopping", self.name, worker_pid)
+                break
             try:
                 if not born:
                     self.register_birth()

@@ -24,6 +24,7 @@ from tests.integration.workers import (
 )
 from tests.support import stop, wait_until
 from workers.deadletters import DeadLetters
+from workers.recovery import pid_alive
 
 pytestmark = pytest.mark.slow
 
@@ -158,3 +159,16 @@ def test_sigterm_lets_the_batch_in_hand_finish(redis: Redis, redis_url: str, tmp
         stop(worker)
     assert uids(take(redis, "gate", 3, timeout=1)) == ["u0", "u1", "u2"]
     assert redis.keys("devicehooks:body:*") == []
+
+
+def test_a_sigkilled_workers_scheduler_stops_on_its_own(redis: Redis, redis_url: str, tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    worker = start_worker(worker_env(redis_url, "tests.fixtures.handlers:only_healthy"), log)
+    try:
+        wait_until(lambda: "Scheduler for test started with PID" in log.read_text(), what="the scheduler")
+        scheduler = int(log.read_text().split("Scheduler for test started with PID ")[1].split()[0])
+        stop(worker, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(scheduler), timeout=20, what="the orphaned scheduler to stop")
+        assert "its worker (pid" in log.read_text()
+    finally:
+        stop(worker, signal.SIGKILL)
