@@ -50,6 +50,7 @@ from tests.benchmarks.common import (
     wait_http,
 )
 from tests.benchmarks.payloads import notification_batch
+from tests.support import stop
 
 ROUTES = ("bare", "floor", "ours")
 APPS = {
@@ -233,12 +234,7 @@ def served(app: str, env: dict[str, str], model: Model, workers: int) -> Iterato
         wait_http(base + "/", proc)
         yield Served(base, proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=15)
 
 
 @contextmanager
@@ -298,11 +294,11 @@ def slow_connections(base: str, count: int) -> Iterator[None]:
     parsed = urlparse(base)
     header = b"PUT /notify HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1_000_000
     sockets = [socket.create_connection((parsed.hostname, parsed.port)) for _ in range(count)]
-    stop = threading.Event()
+    halt = threading.Event()
 
     def trickle() -> None:
         offset = 0
-        while not stop.wait(0.02):
+        while not halt.wait(0.02):
             for sock in sockets:
                 with suppress(OSError):
                     sock.send(header[offset : offset + 1])
@@ -315,7 +311,7 @@ def slow_connections(base: str, count: int) -> Iterator[None]:
     try:
         yield
     finally:
-        stop.set()
+        halt.set()
         thread.join()
         for sock in sockets:
             sock.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 from app.redis_server import RedisServer, find_redis_server, free_port
+from tests.support import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,12 +71,7 @@ def gunicorn(
         wait_http(base + "/", proc)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=15)
 
 
 @contextmanager
