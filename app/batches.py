@@ -10,8 +10,11 @@ after the ack), so this module does the least work that still leaves a normal RQ
   only the per-job fields (timestamps, description, meta) are filled in per request;
 - body, job hash, queue push and queue registration go to Redis as ONE Lua script call: atomic
   like MULTI/EXEC, one command to encode and one reply to parse instead of seven;
-- the script writes nothing when the job already exists, so sending it again with the same job id
-  (the one retry after a lost connection) can never make a second job.
+- the PUTs that a process's threads answer at the same time share that call (``app.groupcommit``):
+  under load one round trip, one script run and one reply carry several batches;
+- the script writes nothing for a job that already exists, so sending it again with the same job ids
+  (the one retry after a lost connection) can never make a second job; and as its first write is
+  the one Redis may refuse (OOM, READONLY), a call writes all of its jobs or none.
 
 ``tests/unit/test_batches.py`` checks the hash against what ``Queue.enqueue_call`` writes, so an
 RQ upgrade that changes the job format fails the suite instead of the workers.
@@ -23,6 +26,7 @@ import logging
 import os
 import select
 import time
+from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -34,6 +38,7 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
+from app.groupcommit import GroupCommit
 from app.redis_conn import text
 
 try:
@@ -51,17 +56,30 @@ FAILURE_TTL = 7 * 24 * 3600
 RETRY_INTERVALS = [5, 30, 120, 600, 1800]
 # A body outlives every run of its job (timeouts and retry waits) and then the failed job's record, so a
 # job that failed for good leaves no body behind for longer than RQ keeps the job itself.
+# A group is what arrived during the previous write, at most this many jobs; a body over GROUP_BYTES
+# goes alone (its transfer, not the round trip, is its cost, and a group must not wait behind it).
+GROUP_MAX_JOBS = 32
+GROUP_BYTES = 64 * 1024
 BODY_TTL = FAILURE_TTL + sum(RETRY_INTERVALS) + (len(RETRY_INTERVALS) + 1) * JOB_TIMEOUT
 
 _PER_JOB_FIELDS = ("created_at", "enqueued_at", "description", "meta")
+# KEYS: the queues set, the queue, then each job's hash and body key; ARGV: 5 values a job.
 _ENQUEUE_LUA = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-redis.call('SADD', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[3], 'created_at', ARGV[3], 'enqueued_at', ARGV[3], 'description', ARGV[4],
-           'meta', ARGV[5]{static})
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[4], ARGV[2], 'EX', {body_ttl})
-return 1
+local ids = {{}}
+for i = 1, (#KEYS - 2) / 2 do
+  local job, at = KEYS[1 + 2 * i], (i - 1) * 5
+  if redis.call('EXISTS', job) == 0 then
+    redis.call('SET', KEYS[2 + 2 * i], ARGV[at + 2], 'EX', {body_ttl})
+    redis.call('HSET', job, 'created_at', ARGV[at + 3], 'enqueued_at', ARGV[at + 3],
+               'description', ARGV[at + 4], 'meta', ARGV[at + 5]{static})
+    ids[#ids + 1] = ARGV[at + 1]
+  end
+end
+if #ids > 0 then
+  redis.call('SADD', KEYS[1], KEYS[2])
+  redis.call('RPUSH', KEYS[2], unpack(ids))
+end
+return #ids
 """
 
 
@@ -134,6 +152,7 @@ class BatchQueue:
         self._sha: str | None = None
         self._lua = ""
         self._wire = _Wire(connection)
+        self._group: GroupCommit[tuple[str, bytes, str, str, str]] = GroupCommit(self.write, GROUP_MAX_JOBS)
         self._queues_key = self.queue.redis_queues_keys
         self._queue_key = self.queue.key
         self._job_prefix = self.queue.job_class.redis_job_namespace_prefix
@@ -166,19 +185,27 @@ class BatchQueue:
         return self._sha
 
     def enqueue(self, body: bytes, request_id: str, source: str = "callback") -> str:
-        """Store the body and enqueue its job in one atomic call; return the job id."""
+        """Store the body and enqueue its job, atomically; return the job id once both are in Redis."""
         job_id = new_job_id()
-        meta = job_meta(request_id, source, len(body))
-        args = (
-            self._queues_key, self._queue_key, self._job_prefix + job_id, BODY_KEY_PREFIX + job_id,
-            job_id, body, utc_stamp(), f"batch {request_id}", meta,
-        )  # fmt: skip
+        job = (job_id, body, utc_stamp(), f"batch {request_id}", job_meta(request_id, source, len(body)))
+        if len(body) > GROUP_BYTES:
+            self.write((job,))
+        else:
+            self._group.submit(job)
+        return job_id
+
+    def write(self, jobs: Sequence[tuple[str, bytes, str, str, str]]) -> None:
+        """Write jobs (id, body, stamp, description, meta) in one script call, reloading it once if lost."""
+        keys: list[Any] = [self._queues_key, self._queue_key]
+        argv: list[Any] = []
+        for job in jobs:
+            keys += (self._job_prefix + job[0], BODY_KEY_PREFIX + job[0])
+            argv += job
         try:
-            self._wire.call("EVALSHA", self._script_sha(), 4, *args)
+            self._wire.call("EVALSHA", self._script_sha(), len(keys), *keys, *argv)
         except NoScriptError:  # Redis restarted or flushed its scripts
             self._sha = None
-            self._wire.call("EVALSHA", self._script_sha(), 4, *args)
-        return job_id
+            self._wire.call("EVALSHA", self._script_sha(), len(keys), *keys, *argv)
 
 
 def _pack(conn: Any, args: tuple[Any, ...]) -> Any:

@@ -22,15 +22,28 @@ def current_request_id() -> str:
     return rid
 
 
+def error_parts(
+    code: int,
+    type_: str,
+    message: str,
+    rid: str,
+    retry_after: int | None = None,
+    fields: list[Any] | None = None,
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body of an error-model response (X-Request-ID included)."""
+    body = error_body(code, type_, message, rid, fields)
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), (HEADER, rid)]
+    if retry_after is not None:
+        headers.append(("Retry-After", str(retry_after)))
+    return code, headers, body
+
+
 def error_response(
     code: int, type_: str, message: str, retry_after: int | None = None, fields: list[Any] | None = None
 ) -> Response:
     """Build an error-model response for the current request."""
-    response = Response(error_body(code, type_, message, current_request_id(), fields), status=code)
-    response.mimetype = "application/json"
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(retry_after)
-    return response
+    status, headers, body = error_parts(code, type_, message, current_request_id(), retry_after, fields)
+    return Response(body, status=status, headers=headers)
 
 
 def _on_devicehooks_error(exc: DevicehooksError) -> Response:

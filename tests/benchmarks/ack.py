@@ -7,7 +7,10 @@ overridden per row on the command line:
 
 - bare: a Flask route that reads the body and answers 204;
 - floor: the same route plus one redis-py ``SET`` of the body (the least any durable ack can do);
-- ours: the devicehooks callback route.
+- wsgi floor: the same ``SET`` from a plain WSGI callable, no Flask (devicehooks answers its callback
+  ahead of Flask, so this is the floor it is up against);
+- ours: the devicehooks callback route (and how many PUTs each of its enqueue script calls carried,
+  from Redis ``INFO commandstats``: group commit, ``app.groupcommit``).
 
 1. Throughput of 1-item batches per worker model (wrk, rounds alternate bare/floor/ours; medians and
    ratios).
@@ -32,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -52,10 +55,11 @@ from tests.benchmarks.common import (
 from tests.benchmarks.payloads import notification_batch
 from tests.support import stop
 
-ROUTES = ("bare", "floor", "ours")
+ROUTES = ("bare", "floor", "wsgi floor", "ours")
 APPS = {
     "bare": "tests.benchmarks.bare_app:create_app()",
     "floor": "tests.benchmarks.bare_app:create_floor_app()",
+    "wsgi floor": "tests.benchmarks.bare_app:create_wsgi_floor_app()",
     "ours": "app:create_app()",
 }
 WRK_SCRIPT = """
@@ -205,6 +209,7 @@ class AckResults:
     settings: AckSettings
     rates: dict[Model, dict[str, list[float]]] = field(default_factory=dict)
     cpu_us: dict[Model, dict[str, list[float]]] = field(default_factory=dict)  # per PUT, web + redis
+    puts_per_call: dict[Model, list[float]] = field(default_factory=dict)  # ours: PUTs / EVALSHA calls
     latency: list[tuple[int, int, list[float], list[float]]] = field(default_factory=list)
     slow: list[SlowRow] = field(default_factory=list)
 
@@ -239,13 +244,14 @@ def served(app: str, env: dict[str, str], model: Model, workers: int) -> Iterato
 
 @contextmanager
 def serving_all(env: dict[str, str], model: Model, workers: int) -> Iterator[dict[str, Served]]:
-    """The three apps side by side under one model: route name -> base URL."""
-    with (
-        served(APPS["bare"], env, model, workers) as bare,
-        served(APPS["floor"], env, model, workers) as floor,
-        served(APPS["ours"], env, model, workers) as ours,
-    ):
-        yield {"bare": bare, "floor": floor, "ours": ours}
+    """The apps side by side under one model: route name -> base URL."""
+    with ExitStack() as stack:
+        yield {name: stack.enter_context(served(APPS[name], env, model, workers)) for name in ROUTES}
+
+
+def script_calls(client: Redis) -> int:
+    """EVALSHA calls Redis has counted since its last CONFIG RESETSTAT."""
+    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 def throughput_rounds(
@@ -256,18 +262,22 @@ def throughput_rounds(
     redis_pid: int,
     echo: Callable[[str], object],
 ) -> None:
-    """Alternate wrk rounds of 1-item PUTs against the three routes; record rates and CPU per PUT."""
+    """Alternate wrk rounds of 1-item PUTs against the routes; record rates, CPU per PUT, group sizes."""
     cfg = results.settings
     one = notification_batch(1)
     rates = results.rates.setdefault(model, {name: [] for name in ROUTES})
     cpu = results.cpu_us.setdefault(model, {name: [] for name in ROUTES})
+    grouped = results.puts_per_call.setdefault(model, [])
     for round_no in range(cfg.rounds):
         for name in ROUTES:
             pids = [*process_tree(apps[name].pid), redis_pid]
+            client.config_resetstat()
             before = cpu_seconds(pids)
             rate, total = wrk_rate(apps[name].base + "/notify", one, cfg.seconds, cfg.connections)
             rates[name].append(rate)
             cpu[name].append((cpu_seconds(pids) - before) / total * 1e6)
+            if name == "ours":
+                grouped.append(total / max(1, script_calls(client)))
             client.flushdb()
         last = ", ".join(f"{name} {rates[name][-1]:.0f}/s" for name in ROUTES)
         echo(f"{model.label} round {round_no + 1}: {last}")
@@ -354,29 +364,31 @@ def throughput_markdown(results: AckResults) -> str:
     """The 1-item throughput table, one row per worker model."""
     cfg = results.settings
     lines = [
-        f"gunicorn {cfg.workers} workers, the Procfile's config for all three apps, wrk 1 thread "
+        f"gunicorn {cfg.workers} workers, the Procfile's config for every app, wrk 1 thread "
         f"{cfg.connections} connections, {cfg.rounds} alternating rounds of {cfg.seconds} s; medians\n",
-        "| worker model | bare PUT/s | floor PUT/s | ours PUT/s | ours / floor | ours / bare "
-        "| floor / bare |",
-        "|---|---|---|---|---|---|---|",
+        "| worker model | bare PUT/s | floor PUT/s | wsgi floor PUT/s | ours PUT/s | ours / floor "
+        "| ours / wsgi floor | ours / bare | floor / bare | PUTs per enqueue call |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, rates in results.rates.items():
-        bare, floor, ours = (median(rates[name]) for name in ROUTES)
+        bare, floor, wsgi_floor, ours = (median(rates[name]) for name in ROUTES)
         lines.append(
-            f"| {model.label} | {bare:.0f} | {floor:.0f} | {ours:.0f} | **{ours / floor:.2f}** | "
-            f"{ours / bare:.2f} | {floor / bare:.2f} |"
+            f"| {model.label} | {bare:.0f} | {floor:.0f} | {wsgi_floor:.0f} | {ours:.0f} | "
+            f"**{ours / floor:.2f}** | {ours / wsgi_floor:.2f} | **{ours / bare:.2f}** | "
+            f"{floor / bare:.2f} | {median(results.puts_per_call[model]):.2f} |"
         )
     lines += [
         "\nCPU per PUT (µs; the app's gunicorn processes plus redis-server, from /proc, same rounds; "
         "the figure a noisy shared machine disturbs least):\n",
-        "| worker model | bare | floor | ours | ours - floor | floor / ours |",
-        "|---|---|---|---|---|---|",
+        "| worker model | bare | floor | wsgi floor | ours | ours - floor | floor / ours "
+        "| wsgi floor / ours |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for model, cpu in results.cpu_us.items():
-        bare, floor, ours = (median(cpu[name]) for name in ROUTES)
+        bare, floor, wsgi_floor, ours = (median(cpu[name]) for name in ROUTES)
         lines.append(
-            f"| {model.label} | {bare:.0f} | {floor:.0f} | {ours:.0f} | {ours - floor:+.0f} | "
-            f"**{floor / ours:.2f}** |"
+            f"| {model.label} | {bare:.0f} | {floor:.0f} | {wsgi_floor:.0f} | {ours:.0f} | "
+            f"{ours - floor:+.0f} | **{floor / ours:.2f}** | {wsgi_floor / ours:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -2,11 +2,15 @@
 
 - ``create_app()``: the bare route, reads the body and answers 204;
 - ``create_floor_app()``: the floor, the bare route plus one redis-py ``SET`` of the body under a
-  new key before the 204 (the least any durable ack can do).
+  new key before the 204 (the least any durable ack can do);
+- ``create_wsgi_floor_app()``: the same SET from a plain WSGI callable, no Flask: the floor for a route
+  served ahead of Flask, as devicehooks serves its callback (``app.callback.CallbackRoute``).
 """
 
 import os
 import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Flask, Response, request
 from redis import Redis
@@ -35,3 +39,19 @@ def create_floor_app() -> Flask:
         return Response(status=204)
 
     return app
+
+
+def create_wsgi_floor_app() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """A WSGI callable: PUT /notify reads the body, one redis-py SET of it, 204; anything else 404."""
+    redis = Redis.from_url(os.environ["REDIS_URL"])
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["PATH_INFO"] != "/notify" or environ["REQUEST_METHOD"] != "PUT":
+            start_response("404 Not Found", [("Content-Length", "0")])
+            return [b""]
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        redis.set("floor:" + uuid.uuid4().hex, body)
+        start_response("204 No Content", [])
+        return [b""]
+
+    return wsgi

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
-from app.batches import body_key
+from app.batches import BatchQueue, body_key
 from app.config import Settings
 from app.dm.asyncs import AsyncTracker, Response, delivery_job_id
 from tests.conftest import SAMPLES
@@ -59,6 +61,16 @@ def run_delivery(redis: Redis, async_id: str) -> dict[str, Any]:
     """Run the delivery job the tracker queued for ``async_id``."""
     assert redis.lrem("rq:queue:test", 1, delivery_job_id(async_id)) == 1, "no delivery job queued"
     return jobs.deliver_async_result(async_id)
+
+
+def test_the_worker_logs_the_batch_with_its_request_id_and_job_id(
+    redis: Redis, rt: runtime.Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    batches = BatchQueue(redis, "test")
+    job_id = batches.enqueue(b'{"notifications": []}', "rid-logged")
+    caplog.set_level("INFO", logger="workers.jobs")
+    Job.fetch(job_id, connection=redis, serializer=JSONSerializer).perform()
+    assert f"batch {job_id} request_id=rid-logged events=" in caplog.text
 
 
 def test_an_id_redis_cannot_encode_is_contained_to_its_item(redis: Redis, rt: runtime.Runtime) -> None:

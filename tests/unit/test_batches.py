@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -74,3 +76,93 @@ def test_job_meta_is_what_json_dumps_writes() -> None:
     for rid, source in (("abc-123", "callback"), ('we"ird\\\u00e9\n', "async-early")):
         meta = {"request_id": rid, "source": source, "bytes": 7}
         assert job_meta(rid, source, 7) == json.dumps(meta)
+
+
+def jobs_of(batches: BatchQueue, count: int) -> list[tuple[str, bytes, str, str, str]]:
+    """count jobs as ``enqueue`` hands them to ``write``: id, body, stamp, description, meta."""
+    from app.batches import job_meta, new_job_id, utc_stamp
+
+    made = []
+    for n in range(count):
+        body = b'{"n": %d}' % n
+        made.append(
+            (new_job_id(), body, utc_stamp(), f"batch g{n}", job_meta(f"g{n}", "callback", len(body)))
+        )
+    return made
+
+
+def script_calls(redis: Redis) -> int:
+    """EVALSHA calls since the last CONFIG RESETSTAT."""
+    return int(redis.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_a_group_is_one_script_call_and_each_of_its_jobs_a_normal_rq_job(redis: Redis) -> None:
+    batches = BatchQueue(redis, "test")
+    batches.enqueue(b"{}", "warm")  # loads the script
+    group = jobs_of(batches, 3)
+    redis.config_resetstat()
+    batches.write(group)
+    assert script_calls(redis) == 1
+    queue = Queue("test", connection=redis, serializer=JSONSerializer)
+    assert queue.job_ids[1:] == [job[0] for job in group]
+    for job_id, body, _, _, _ in group:
+        job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
+        assert job.func_name == JOB_FUNC
+        assert job.get_status().value == "queued"
+        assert job.meta["request_id"] == job.description.split()[-1]
+        assert redis.get(body_key(job_id)) == body
+
+
+def test_a_group_sent_again_makes_no_second_job(redis: Redis) -> None:
+    batches = BatchQueue(redis, "test")
+    group = jobs_of(batches, 3)
+    batches.write(group)
+    batches.write(group)  # the one resend after a reply lost on a reused connection
+    assert redis.llen("rq:queue:test") == 3
+    assert len(redis.keys("rq:job:*")) == 3
+
+
+def test_puts_arriving_while_a_write_is_in_flight_share_the_next_script_call(redis: Redis) -> None:
+    import threading
+
+    from tests.support import wait_until
+
+    batches = BatchQueue(redis, "test")
+    batches.enqueue(b"{}", "warm")
+    redis.config_resetstat()
+    group = batches._group
+    gate, started = threading.Event(), threading.Event()
+    write = group._write
+
+    def gated(jobs: Sequence[tuple[str, bytes, str, str, str]]) -> None:
+        if not started.is_set():
+            started.set()
+            assert gate.wait(10)
+        write(jobs)
+
+    group._write = gated
+    ids: list[str] = []
+    threads = [
+        threading.Thread(target=lambda n=n: ids.append(batches.enqueue(b"{}", f"c{n}"))) for n in range(6)
+    ]
+    threads[0].start()
+    assert started.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: len(group._waiting) == 5, timeout=10, what="five PUTs waiting behind the first")
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(set(ids)) == 6
+    assert redis.llen("rq:queue:test") == 7
+    assert script_calls(redis) == 2  # the first PUT's own call, then one for the five
+
+
+def test_a_body_over_the_group_limit_is_written_alone(redis: Redis) -> None:
+    from app.batches import GROUP_BYTES
+
+    batches = BatchQueue(redis, "test")
+    big = b'{"pad": "' + b"x" * GROUP_BYTES + b'"}'
+    job_id = batches.enqueue(big, "big")
+    assert batches._group.items == 0
+    assert redis.get(body_key(job_id)) == big
