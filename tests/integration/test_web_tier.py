@@ -106,6 +106,66 @@ def test_every_worker_acks_after_a_redis_restart(own_redis: RedisServer, tmp_pat
     assert admin.llen("rq:queue:test") == len(after)
 
 
+def put_with_id(base: str, request_id: str) -> int:
+    """PUT one batch with this X-Request-ID over a new connection; its status."""
+    headers = {**HEADERS, "X-Request-ID": request_id}
+    return requests.put(base + PATH, data=BODY, headers=headers, timeout=10).status_code
+
+
+def queued_request_ids(admin: Redis) -> list[str]:
+    """The request id of every job on the test queue (duplicates kept)."""
+    ids = [job_id.decode() for job_id in admin.lrange("rq:queue:test", 0, -1)]
+    metas = [admin.hget(f"rq:job:{job_id}", "meta") for job_id in ids]
+    return [json.loads(meta)["request_id"] for meta in metas if meta is not None]
+
+
+def test_concurrent_puts_while_redis_drops_connections_are_each_one_job_at_most_and_every_ack_one(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """16 clients at once on the two workers' threads, whose PUTs share script calls (app.groupcommit),
+    while Redis kills every client connection after each 25 acks: a reused connection's lost reply is
+    retried once on a new one, which must make no second job for any PUT of the group."""
+    admin = Redis.from_url(own_redis.url)
+    statuses: dict[str, int] = {}
+    acked = threading.Semaphore(0)
+    done = threading.Event()
+
+    def client(n: int) -> None:
+        for k in range(40):
+            rid = f"c{n}-{k}"
+            statuses[rid] = put_with_id(base, rid)
+            if statuses[rid] == 204:
+                acked.release()
+
+    def killer() -> int:
+        kills = 0
+        while not done.is_set():
+            if all(acked.acquire(timeout=1) for _ in range(25)):
+                admin.client_kill_filter(_type="normal", skipme=True)
+                kills += 1
+        return kills
+
+    with running_web(own_redis.url, tmp_path / "web.log") as (base, _master):
+        kills: list[int] = []
+        kill_thread = threading.Thread(target=lambda: kills.append(killer()))
+        kill_thread.start()
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(120)
+        done.set()
+        kill_thread.join(30)
+    queued = queued_request_ids(admin)
+    acks = {rid for rid, status in statuses.items() if status == 204}
+    assert len(statuses) == 640
+    assert set(statuses.values()) <= {204, 503}
+    assert kills[0] >= 5  # the fault really happened, several times
+    assert len(queued) == len(set(queued))  # no PUT became two jobs
+    assert acks <= set(queued)  # every acknowledged PUT is queued
+    assert len(acks) >= 600  # a killed connection is replaced, not answered 503
+
+
 class SlowClients:
     """Connections that send a request's headers one byte at a time and never finish them."""
 
