@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
@@ -160,7 +162,7 @@ class CallbackRoute:
             status, headers, body = self.answer(environ, rid)
             for observe in self.observers:
                 observe(status, time.perf_counter() - started)
-        start_response(f"{status} {_REASONS[status]}", headers)
+        start_response(status_line(status), headers)
         return [body]
 
     def answer(self, environ: dict[str, Any], rid: str) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -175,15 +177,10 @@ class CallbackRoute:
         return 204, [(HEADER, rid)], b""
 
 
-_REASONS = {
-    204: "No Content",
-    400: "Bad Request",
-    401: "Unauthorized",
-    405: "Method Not Allowed",
-    413: "Request Entity Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+@lru_cache(maxsize=32)
+def status_line(status: int) -> str:
+    """``204 No Content`` and the like, for start_response."""
+    return f"{status} {HTTPStatus(status).phrase}"
 
 
 def init_app(
