@@ -201,7 +201,7 @@ def ack_table(r: StateResults, seconds: int, rounds: int) -> list[str]:
     """The ack table."""
     ack_on, ack_off, ack_api = (median(r.ack[k]) for k in ("on", "off", "on+api"))
     return [
-        "Ack: gunicorn 2 x sync (Procfile web), wrk 1 thread 8 connections, "
+        "Ack: gunicorn 2 x gthread 32 (Procfile web), wrk 1 thread 8 connections, "
         f"{rounds} alternating rounds of {seconds} s",
         "",
         "| configuration | 1-item PUT/s (median) | vs off |",
