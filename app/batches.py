@@ -56,11 +56,11 @@ FAILURE_TTL = 7 * 24 * 3600
 RETRY_INTERVALS = [5, 30, 120, 600, 1800]
 # A body outlives every run of its job (timeouts and retry waits) and then the failed job's record, so a
 # job that failed for good leaves no body behind for longer than RQ keeps the job itself.
+BODY_TTL = FAILURE_TTL + sum(RETRY_INTERVALS) + (len(RETRY_INTERVALS) + 1) * JOB_TIMEOUT
 # A group is what arrived during the previous write, at most this many jobs; a body over GROUP_BYTES
 # goes alone (its transfer, not the round trip, is its cost, and a group must not wait behind it).
 GROUP_MAX_JOBS = 32
 GROUP_BYTES = 64 * 1024
-BODY_TTL = FAILURE_TTL + sum(RETRY_INTERVALS) + (len(RETRY_INTERVALS) + 1) * JOB_TIMEOUT
 
 _PER_JOB_FIELDS = ("created_at", "enqueued_at", "description", "meta")
 # KEYS: the queues set, the queue, then each job's hash and body key; ARGV: 5 values a job.

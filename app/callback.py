@@ -4,8 +4,8 @@ Device Management sends the next batch only after the ack, so the ack's CPU is t
 throughput. The callback PUT is therefore answered at the WSGI level, in front of the Flask app
 (``CallbackRoute`` wraps ``app.wsgi_app``): Flask's request context, routing, hooks and response
 object cost ~70 µs of CPU a PUT here, more than the Redis write itself (README, "Performance").
-Everything else, other methods on the callback path included, goes on to Flask, and the answers are
-the same: the error model, ``X-Request-ID`` on every response, the metrics.
+Other methods on the callback path get a 405 here, every other path goes on to Flask, and the
+answers are the same as Flask's: the error model, ``X-Request-ID`` on every response, the metrics.
 
 What the request path parses was decided by measurement (README, "Performance"):
 ``json.loads`` of a 10,000-item batch (1.3 MB) costs ~8 ms here, of a 1-item batch ~5 µs.
@@ -31,7 +31,7 @@ from app.batches import BatchQueue
 from app.client_cert import ClientCertCheck
 from app.errors import BadRequest, DevicehooksError, PayloadTooLarge, ServiceUnavailable, Unauthorized
 from app.request_id import HEADER, request_id_from
-from app.verify import HeaderGetter, HeaderVerifier
+from app.verify import HeaderVerifier, environ_headers, environ_key
 from app.web import error_parts
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 EXTENSION = "devicehooks.callback"
 STRICT_JSON_BYTES = 256 * 1024
 _WHITESPACE = b" \t\r\n"
-_REQUEST_ID_KEY = "HTTP_" + HEADER.upper().replace("-", "_")
+_REQUEST_ID_KEY = environ_key(HEADER)
 # An observer gets each callback PUT's status and its ack time in seconds (app.metrics counts them).
 Observer = Callable[[int, float], None]
 
@@ -59,19 +59,6 @@ def check_json_object(body: bytes) -> None:
         body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the body is not UTF-8 text") from None
-
-
-def environ_headers(environ: Mapping[str, Any]) -> HeaderGetter:
-    """Look request headers up by (lower-case) name in a WSGI environ, as werkzeug's Headers do."""
-
-    def get(name: str) -> str | None:
-        key = name.upper().replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
-        value = environ.get(key)
-        return value if isinstance(value, str) else None
-
-    return get
 
 
 def content_length(environ: Mapping[str, Any]) -> int | None:

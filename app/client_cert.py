@@ -17,10 +17,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
 from app.errors import Unauthorized
+from app.verify import environ_key
 
 _DN_CN = re.compile(r"(?:^|[,/+]\s*)CN=((?:\\.|[^,/+\\])*)", re.IGNORECASE)
 _PEM_MARK = "-----BEGIN CERTIFICATE-----"
@@ -77,7 +79,13 @@ def trusted(remote_addr: str | None, proxies: Sequence[str]) -> bool:
         address = ipaddress.ip_address(remote_addr)
     except ValueError:
         return False
-    return any(address in ipaddress.ip_network(proxy) for proxy in proxies)
+    return any(address in _network(proxy) for proxy in proxies)
+
+
+@lru_cache(maxsize=64)
+def _network(proxy: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A configured proxy as a network, parsed once (not on every callback PUT)."""
+    return ipaddress.ip_network(proxy)
 
 
 class ClientCertCheck:
@@ -85,7 +93,7 @@ class ClientCertCheck:
 
     def __init__(self, expected_cn: str, header: str | None, proxies: Sequence[str], from_tls: bool) -> None:
         self.expected_cn = expected_cn
-        self.header_key = "HTTP_" + header.upper().replace("-", "_") if header else None
+        self.header_key = environ_key(header) if header else None
         self.proxies = tuple(proxies)
         self.from_tls = from_tls
 

@@ -321,9 +321,7 @@ def _thingsboard(env: Mapping[str, str]) -> dict[str, Any]:
     """The THINGSBOARD_* settings; a host without a token (or a bad value) fails naming the variable."""
     host = _get(env, "THINGSBOARD_HOST")
     tls = _bool(env, "THINGSBOARD_TLS")
-    ca_file = _get(env, "THINGSBOARD_CA_FILE")
-    if ca_file is not None and not os.path.isfile(ca_file):
-        raise ConfigError(f"THINGSBOARD_CA_FILE: no such file {ca_file!r}")
+    ca_file = _file(env, "THINGSBOARD_CA_FILE")
     token = _get(env, "THINGSBOARD_TOKEN")
     if host is not None and token is None:
         raise ConfigError("THINGSBOARD_TOKEN is not set: set it to the gateway device's access token")

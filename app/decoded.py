@@ -17,10 +17,6 @@ from app.dm.asyncs import AsyncResult
 def decode_result(result: AsyncResult) -> Any:
     """An async result's value, decoded like the worker does (the object model of LWM2M_OBJECTS)."""
     from workers.asyncs import event_from_result
-    from workers.decoding import load_object_model
+    from workers.decoding import model_for
 
-    settings = config.from_env()
-    model = load_object_model(
-        settings.object_model_files, settings.resource_types, tlv_strict=settings.tlv_strict
-    )
-    return event_from_result(result, model).value
+    return event_from_result(result, model_for(config.from_env())).value

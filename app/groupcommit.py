@@ -44,7 +44,7 @@ class GroupCommit(Generic[Item]):
         self._lock = threading.Lock()
         self._waiting: list[_Slot[Item]] = []
         self._writing = False
-        self.groups = 0  # writes made, for tests and benchmarks
+        self.groups = 0  # writes made (tests read these two)
         self.items = 0  # items written in them
 
     def submit(self, item: Item) -> None:

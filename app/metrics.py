@@ -106,7 +106,7 @@ class RedisCollector(Collector):
         sizes = GaugeMetricFamily("devicehooks_store_size", "Entries in each store", labels=["store"])
         sizes.add_metric(["devices"], float(state.device_count(redis)))
         sizes.add_metric(["dead_letters"], float(redis.zcard(stores.DEAD_INDEX)))
-        sizes.add_metric(["rejections"], float(redis.llen(stores.REJECTIONS_LIST)))
+        sizes.add_metric(["rejections"], float(redis.llen(stores.REJECTIONS)))
         yield sizes
 
 
@@ -147,7 +147,5 @@ def metrics() -> Response:
 def init_app(app: Flask, settings: Settings, redis: Redis) -> None:
     """Count callback PUTs and serve /metrics."""
     app.extensions[EXTENSION] = (settings, redis)
-    route = app.extensions.get(callback.EXTENSION)
-    if route is not None:
-        route.observers.append(observe_put)
+    app.extensions[callback.EXTENSION].observers.append(observe_put)  # callback.init_app ran first
     app.register_blueprint(bp)

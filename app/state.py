@@ -31,8 +31,9 @@ from app.redis_conn import text
 PREFIX = "devicehooks:state:"
 DEVICES = PREFIX + "devices"
 SEEN = PREFIX + "seen"
-STATUSES = ("registered", "deregistered", "expired")
 _TRUNCATED = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d+))?Z$")
+_EARLIEST = datetime.min.replace(tzinfo=UTC).timestamp()  # the range of times datetime holds, in epoch s
+_LATEST = datetime.max.replace(tzinfo=UTC).timestamp()  # (exclusive: it rounds up to a whole second)
 
 
 def dev_key(ep: str) -> str:
@@ -73,7 +74,18 @@ class Bounds:
 
 
 def parse_time(value: Any) -> float | None:
-    """Epoch seconds from RFC 3339, the truncated form (``20161130T162512Z``) or a number (s or ms)."""
+    """Epoch seconds from RFC 3339, the truncated form (``20161130T162512Z``) or a number (s or ms);
+    None when it does not parse or is no time :func:`iso` can write (not finite, or beyond years
+    1-9999)."""
+    try:
+        seconds = _seconds(value)
+    except (ValueError, OverflowError):  # month 13, an int beyond any float, ...
+        return None
+    return seconds if seconds is not None and _EARLIEST <= seconds < _LATEST else None  # NaN fails both
+
+
+def _seconds(value: Any) -> float | None:
+    """Epoch seconds as written, unchecked (parse_time's parser)."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -87,10 +99,7 @@ def parse_time(value: Any) -> float | None:
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError:
-        try:
-            return parse_time(float(raw))
-        except ValueError:
-            return None
+        return _seconds(float(raw))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -217,8 +226,3 @@ def history(
         for entry_id, fields in rows or ()
         if oldest_ms is None or int(text(entry_id).split("-", 1)[0]) >= oldest_ms
     ]
-
-
-def store_sizes(redis: Redis) -> dict[str, int]:
-    """Sizes of the state store, for /metrics."""
-    return {"devices": device_count(redis)}

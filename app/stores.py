@@ -28,7 +28,6 @@ QUARANTINE_INDEX = "devicehooks:quarantine-index"
 DEAD_INDEX = "devicehooks:dead"
 DEAD_PREFIX = "devicehooks:dead:"
 DEAD_SIZES = "devicehooks:dead-sizes"
-REJECTIONS_LIST = REJECTIONS
 REPLAY_FUNC = "workers.jobs.replay_dead_letter"
 DAY = 24 * 3600
 
@@ -141,12 +140,22 @@ def dead_letter_ids(redis: Redis) -> list[str]:
     return sorted(text(i) for i in redis.zrange(DEAD_INDEX, 0, -1))
 
 
+def newest_dead_letter_ids(redis: Redis, count: int) -> list[str]:
+    """The ids of the count dead letters that failed last, newest first (the index is scored by time)."""
+    return [text(i) for i in redis.zrevrange(DEAD_INDEX, 0, count - 1)]
+
+
 def dead_letter_summaries(redis: Redis, ids: list[str]) -> list[dict[str, Any]]:
     """The summaries (no events, no traceback) of these dead letters; missing ones are left out."""
     pipe = redis.pipeline(transaction=False)
     for letter_id in ids:
         pipe.hmget(DEAD_PREFIX + letter_id, _DEAD_SUMMARY)
     return [_dead_row(_DEAD_SUMMARY, values) for values in pipe.execute() if values[0] is not None]
+
+
+def dead_letter_exists(redis: Redis, letter_id: str) -> bool:
+    """True when the dead letter is kept (without reading its events, which can be megabytes)."""
+    return bool(redis.exists(DEAD_PREFIX + letter_id))
 
 
 def dead_letter(redis: Redis, letter_id: str) -> dict[str, Any] | None:
@@ -176,10 +185,13 @@ def rejection_id(record: dict[str, Any], raw: bytes) -> str:
     return f"r{at:017d}{hashlib.blake2b(raw, digest_size=4).hexdigest()}"
 
 
-def rejections(redis: Redis) -> list[dict[str, Any]]:
-    """Every kept rejection record with its id, sorted by id (oldest first)."""
+def rejections(redis: Redis, newest: int | None = None) -> list[dict[str, Any]]:
+    """The kept rejection records (all, or the ``newest`` n) with their ids, sorted by id (oldest first).
+
+    The list is pushed on the left, so the newest n are its first n entries.
+    """
     out = []
-    for raw in redis.lrange(REJECTIONS_LIST, 0, -1):
+    for raw in redis.lrange(REJECTIONS, 0, -1 if newest is None else newest - 1):
         data = raw if isinstance(raw, bytes) else str(raw).encode()
         record = json.loads(data)
         record["id"] = rejection_id(record, data)

@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Mapping
+from typing import Any
 
 HeaderGetter = Callable[[str], str | None]
+
+
+def environ_key(name: str) -> str:
+    """Where a WSGI environ holds a request header: ``X-Request-ID`` -> ``HTTP_X_REQUEST_ID``."""
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+
+
+def environ_headers(environ: Mapping[str, Any]) -> HeaderGetter:
+    """Look request headers up by name in a WSGI environ, as werkzeug's Headers do."""
+
+    def get(name: str) -> str | None:
+        value = environ.get(environ_key(name))
+        return value if isinstance(value, str) else None
+
+    return get
 
 
 def _normalise(headers: Mapping[str, str]) -> tuple[tuple[str, bytes], ...]:

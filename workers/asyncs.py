@@ -21,15 +21,16 @@ Register a handler with ``kinds=[]`` when it should only get the results address
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import traceback
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
-
 from app.dm.asyncs import CALL_DONE, AsyncResult, AsyncTracker, Response, resource_of, sweep_forever
+from app.weather import is_weather
 from workers import faults
 from workers.batch import Rejection
 from workers.decoding import ObjectModel, decode_value, shape_values
@@ -47,13 +48,6 @@ INTERRUPTED = (
 KIND = "async-responses"
 
 
-def _batch_error(exc: Exception) -> bool:
-    """True for Redis being away, full or read-only (the whole job retries); False for one item's fault."""
-    if isinstance(exc, OutOfMemoryError | ReadOnlyError | BusyLoadingError):
-        return True
-    return isinstance(exc, RedisError) and not isinstance(exc, ResponseError)
-
-
 def response_of(event: Event) -> Response:
     """The tracker's form of an async-responses Event (already normalised by the batch parser)."""
     return Response(
@@ -69,8 +63,9 @@ def response_of(event: Event) -> Response:
 def decode_into(event: Event, result: AsyncResult, model: ObjectModel) -> None:
     """Give an Event its request's ep and path, and its value decoded once, typed by that path."""
     event.ep, event.path = result.ep, result.path
-    value, event.decode_error = decode_value(result.payload_b64, result.ct, resource_of(result.path), model)
-    event.value, event.values = shape_values(value, result.ct, result.path or "")
+    resource = resource_of(result.path)  # the request URI without its query
+    value, event.decode_error = decode_value(result.payload_b64, result.ct, resource, model)
+    event.value, event.values = shape_values(value, result.ct, resource)
 
 
 def event_from_result(result: AsyncResult, model: ObjectModel) -> Event:
@@ -88,28 +83,38 @@ def event_from_result(result: AsyncResult, model: ObjectModel) -> Event:
     return event
 
 
+def _body_indexes(parsed: Iterable[Rejection]) -> Iterator[int]:
+    """The body indexes of the async-responses that became Events, in order: those the parser did not
+    reject (each item of the list is one Event or one rejection, and Events keep batch order)."""
+    skipped = {rejection.index for rejection in parsed if rejection.kind == KIND}
+    return (index for index in itertools.count() if index not in skipped)
+
+
 def resolve(
-    tracker: AsyncTracker, events: list[Event], model: ObjectModel
+    tracker: AsyncTracker, events: list[Event], model: ObjectModel, parsed: Iterable[Rejection] = ()
 ) -> tuple[list[Event], list[Rejection]]:
     """Settle the batch's async-responses; return the events to dispatch and the items rejected.
 
     One item whose settling raises (an id Redis cannot encode, a record that is not JSON) becomes a
-    rejection with the reason; the others go on. A RedisError is the batch's: the job retries whole.
+    rejection with the reason and its index in the body's list (``parsed``: the parser's rejections of
+    this batch, so the index skips the items it rejected); the others go on. Redis weather
+    (``app.weather.is_weather``: unreachable, loading, full, read-only, failing over) is the batch's:
+    it propagates and the job retries whole.
     """
     kept: list[Event] = []
     rejected: list[Rejection] = []
-    index = -1
+    indexes = _body_indexes(parsed)
     for event in events:
         if event.kind != KIND:
             kept.append(event)
             continue
-        index += 1
+        index = next(indexes)
         try:
             result = tracker.resolve(response_of(event)) if event.id else None
             if result is not None and result.path:
                 decode_into(event, result, model)
         except Exception as exc:
-            if _batch_error(exc):
+            if is_weather(exc):
                 raise
             reason = f"async-response not resolved: {type(exc).__name__}: {exc}"
             logger.warning("%s\n%s", reason, traceback.format_exc())
@@ -134,7 +139,7 @@ def deliver(rt: Runtime, async_id: str, source: str) -> dict[str, Any]:
         logger.info("async %s: handler %s was already called; not again", async_id, result.handler)
         return {"async_id": async_id, "delivered": False, "already": True}
     if holder is not None:
-        letter = rt.dispatcher.dead.add(result.handler, [event.to_dict()], INTERRUPTED, "", 1, source)
+        letter = rt.dispatcher.dead_letter(result.handler, [event.to_dict()], INTERRUPTED, "", 1, source)
         tracker.finish_call(async_id)
         logger.error("async %s: an earlier run (%s) died in its call to %s; dead letter %s",
                      async_id, holder, result.handler, letter)  # fmt: skip

@@ -13,9 +13,10 @@ the body lists them, items in order.
 
 JSON-safe by construction, so every Event survives ``to_dict`` -> ``json.dumps`` -> ``json.loads`` ->
 ``from_dict`` (dead letters, retries and RQ's JSON serializer): the body's lone surrogates
-(``"\\ud800"`` is valid JSON but not Unicode) are repaired to U+FFFD, its NaN / Infinity literals
-and out-of-range numbers (1e999) become the strings 'NaN' / 'Infinity' / '-Infinity', integers beyond
-Python's 4300-digit limit stay their text, and an item nested deeper than
+(``"\\ud800"`` is valid JSON but not Unicode) are repaired to U+FFFD, and so are its bytes that are not
+UTF-8 (a raw surrogate ``\\xed\\xa0\\x80`` too: websocket and pull bodies skip the web's UTF-8 check),
+its NaN / Infinity literals and out-of-range numbers (1e999) become the strings 'NaN' / 'Infinity' /
+'-Infinity', integers beyond Python's 4300-digit limit stay their text, and an item nested deeper than
 ``workers.decoding.limits.MAX_DEPTH`` in its unknown fields is rejected.
 """
 
@@ -33,7 +34,7 @@ from app import strictjson
 from app.paths import normalize_path
 from workers.decoding import DecodeError, ObjectModel, decode_value, shape_values
 from workers.decoding.limits import check_tree
-from workers.decoding.values import finite_or_text, may_hold_surrogates, repair_surrogates
+from workers.decoding.values import constant_text, finite_or_text, may_hold_surrogates, repair_surrogates
 from workers.events import KINDS, Event
 from workers.fastpath import fast_notification
 from workers.schemas import load_item
@@ -77,11 +78,6 @@ class ParsedBatch:
         return counts
 
 
-def _constant(name: str) -> str:
-    """The body's NaN / Infinity / -Infinity literals (Python accepts them, JSON does not) as text."""
-    return name
-
-
 def _int_or_text(text: str) -> int | str:
     """An integer literal, or its text when Python refuses to convert it (more than 4300 digits)."""
     try:
@@ -93,11 +89,13 @@ def _int_or_text(text: str) -> int | str:
 def _loads(body: bytes | str) -> Any:
     """json.loads with the JSON-safety rules of the module doc (the int hook only when needed: it is slow)."""
     try:
-        return json.loads(body, parse_constant=_constant, parse_float=finite_or_text)
+        return json.loads(body, parse_constant=constant_text, parse_float=finite_or_text)
     except json.JSONDecodeError:
         raise
     except ValueError:  # an integer literal beyond Python's digit limit
-        return json.loads(body, parse_constant=_constant, parse_float=finite_or_text, parse_int=_int_or_text)
+        return json.loads(
+            body, parse_constant=constant_text, parse_float=finite_or_text, parse_int=_int_or_text
+        )
 
 
 def parse_body(body: bytes | str) -> dict[str, Any]:
@@ -116,10 +114,19 @@ def parse_body(body: bytes | str) -> dict[str, Any]:
     return message
 
 
+def _text(body: bytes | str) -> str:
+    """The body as text with U+FFFD for what is not Unicode: bytes that are not UTF-8 (a raw surrogate
+    such as ``\\xed\\xa0\\x80`` included, which json's own decoding would let through) and a str's lone
+    surrogates. The encoding is detected as json.loads does (a UTF-8 BOM, UTF-16, UTF-32)."""
+    if isinstance(body, str):
+        return str(repair_surrogates(body))
+    return body.decode(json.detect_encoding(body), "replace")
+
+
 def _tolerant_loads(body: bytes | str, strict_error: ValueError) -> Any:
     """The body by the module doc's JSON-safety rules, or BatchError naming the strict parser's reason."""
     try:
-        message = _loads(body)
+        message = _loads(_text(body))
     except (ValueError, UnicodeDecodeError):
         raise BatchError(f"the body is not valid JSON: {strict_error}") from None
     except RecursionError:

@@ -36,7 +36,7 @@ def _redis() -> Any:
 def decode(source: str) -> None:
     """Decode a captured callback body (FILE, or - for stdin): one JSON object per event per line."""
     from workers.batch import BatchError, parse_batch
-    from workers.decoding import ObjectModelError, load_object_model
+    from workers.decoding import ObjectModelError, model_for
 
     try:
         body = sys.stdin.buffer.read() if source == "-" else open(source, "rb").read()  # noqa: SIM115
@@ -44,10 +44,7 @@ def decode(source: str) -> None:
         raise click.ClickException(f"cannot read {source}: {exc.strerror}") from None
     try:
         settings = _settings()
-        model = load_object_model(
-            settings.object_model_files, settings.resource_types, tlv_strict=settings.tlv_strict
-        )
-        parsed = parse_batch(body, model)
+        parsed = parse_batch(body, model_for(settings))
     except (BatchError, ObjectModelError) as exc:
         raise click.ClickException(f"{source}: {exc}") from None
     out = sys.stdout

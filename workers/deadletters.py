@@ -15,7 +15,16 @@ from typing import Any
 from redis import Redis
 
 from app.redis_conn import text
-from app.stores import DEAD_INDEX, DEAD_PREFIX, DEAD_SIZES, StoreLimits, clip, dead_letter, delete_dead_letter
+from app.stores import (
+    DEAD_INDEX,
+    DEAD_PREFIX,
+    DEAD_SIZES,
+    StoreLimits,
+    clip,
+    dead_letter,
+    dead_letter_summaries,
+    delete_dead_letter,
+)
 from workers.storable import dumps_safe
 
 INDEX = DEAD_INDEX
@@ -90,19 +99,10 @@ class DeadLetters:
         return dead_letter(self.redis, letter_id)
 
     def list(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest dead letters, without their events and tracebacks."""
+        """The newest dead letters, without their events and tracebacks (``count`` and ``attempts`` ints,
+        ``failed_at`` a float, as ``get`` and the management API give them)."""
         ids = [text(i) for i in self.redis.zrevrange(INDEX, 0, limit - 1)]
-        fields = ("id", "handler", "count", "error", "attempts", "failed_at", "source")
-        pipe = self.redis.pipeline(transaction=False)
-        for letter_id in ids:
-            pipe.hmget(PREFIX + letter_id, fields)
-        rows = []
-        for values in pipe.execute():
-            if values[0] is None:
-                continue
-            row = dict(zip(fields, (text(v) for v in values), strict=True))
-            rows.append(row)
-        return rows
+        return dead_letter_summaries(self.redis, ids)
 
     def remove(self, letter_id: str) -> bool:
         """Delete one dead letter; False when it did not exist."""

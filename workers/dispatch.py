@@ -27,6 +27,7 @@ from rq import Queue, Retry
 
 from app import counters, weather
 from app.backoff import jittered
+from app.dm.asyncs import FOLLOW_UP_RETRY_INTERVALS
 from app.stores import StoreLimits
 from workers.deadletters import DeadLetters
 from workers.events import Event
@@ -41,13 +42,13 @@ T = TypeVar("T")
 RETRY_PREFIX = "devicehooks:retry:"
 RETRY_TTL = 14 * 24 * 3600
 REDELIVER_FUNC = "workers.jobs.redeliver"
-FOLLOW_UP_RETRY_INTERVALS = [5, 30, 120]
 WRITE_DEADLINE = 300.0  # s a settling write waits out Redis weather (half the batch job's timeout)
 
 
 def follow_up_retry() -> Retry:
-    """Retry for jobs that carry stored events (redeliveries, replays, async results): a worker killed
-    while running one leaves it to RQ's abandoned-job handling, which only re-runs jobs with a Retry."""
+    """Retry for jobs that carry stored events (redeliveries, replays): a worker killed while running one
+    leaves it to RQ's abandoned-job handling, which only re-runs jobs with a Retry. The async-result
+    delivery jobs get the same intervals from ``app.dm.asyncs`` (the tracker queues them itself)."""
     return Retry(max=len(FOLLOW_UP_RETRY_INTERVALS), interval=FOLLOW_UP_RETRY_INTERVALS)
 
 
@@ -113,7 +114,7 @@ class Dispatcher:
         handler = self.router.get(name)
         if handler is None:
             error = f"handler {name!r} {gone}"
-            self._dead_letter(name, [e.to_dict() for e in events], error, "", attempt, source)
+            self.dead_letter(name, [e.to_dict() for e in events], error, "", attempt, source)
             return len(events)
         failures = self._deliver_and_settle([(handler, events)], attempt, source)
         return sum(len(f.events) for f in failures)
@@ -144,7 +145,7 @@ class Dispatcher:
         """Dead-letter a failure whose settling raised, with that error and traceback."""
         error = f"settling raised {type(exc).__name__}: {exc}; the handler failed: {failure.error}"
         events = [event.to_dict() for event in failure.events]
-        self._dead_letter(failure.handler.name, events, error, traceback.format_exc(), attempt, source)
+        self.dead_letter(failure.handler.name, events, error, traceback.format_exc(), attempt, source)
 
     def settle(self, failure: Failure, attempt: int, source: str) -> None:
         """Schedule a retry of one failure, or dead-letter it after the handler's last attempt.
@@ -154,7 +155,7 @@ class Dispatcher:
         handler = failure.handler
         if attempt >= handler.policy.attempts:
             payload = [event.to_dict() for event in failure.events]
-            self._dead_letter(handler.name, payload, failure.error, failure.traceback, attempt, source)
+            self.dead_letter(handler.name, payload, failure.error, failure.traceback, attempt, source)
             return
         storable, refused = split_storable(failure.events)
         if storable:
@@ -163,7 +164,7 @@ class Dispatcher:
             reasons = "; ".join(dict.fromkeys(reason for _, reason in refused))
             error = f"cannot be stored for a retry ({reasons}); the handler failed with: {failure.error}"
             items = [item for item, _ in refused]
-            self._dead_letter(handler.name, items, error, failure.traceback, attempt, source)
+            self.dead_letter(handler.name, items, error, failure.traceback, attempt, source)
 
     def schedule(
         self, handler: Handler, events: list[dict[str, Any]], attempt: int, source: str, error: str
@@ -191,7 +192,7 @@ class Dispatcher:
         )  # fmt: skip
         return str(job.id)
 
-    def _dead_letter(
+    def dead_letter(
         self, handler: str, events: list[dict[str, Any]], error: str, trace: str, attempt: int, source: str
     ) -> str:
         """Record a dead letter (waiting out Redis weather) and log it; return its id."""

@@ -38,7 +38,7 @@ def process_batch(body_key: str | None = None) -> dict[str, Any]:
         return {"quarantined": str(exc)}
     events, unresolved = parsed.events, list[Rejection]()
     if any(event.kind == "async-responses" for event in events):
-        events, unresolved = asyncs.resolve(rt.tracker, events, rt.model)
+        events, unresolved = asyncs.resolve(rt.tracker, events, rt.model, parsed.rejections)
         faults.reach(rt.settings, "batch-after-resolve")
     rt.rejections.record(parsed.rejections + unresolved, job_id, request_id)
     counts = parsed.counts()

@@ -14,7 +14,7 @@ from app.batches import make_queue
 from app.dm.asyncs import AsyncTracker
 from app.redis_conn import connect
 from app.stores import StoreLimits
-from workers.decoding import ObjectModel, load_object_model
+from workers.decoding import ObjectModel, model_for
 from workers.dispatch import Dispatcher
 from workers.handlers.delivery import Lanes
 from workers.handlers.discovery import load_router
@@ -72,9 +72,7 @@ def build(
     return Runtime(
         settings=settings,
         redis=redis,
-        model=load_object_model(
-            settings.object_model_files, settings.resource_types, tlv_strict=settings.tlv_strict
-        ),
+        model=model_for(settings),
         router=router if router is not None else load_router(settings.handlers, settings=settings),
         queue=make_queue(redis, settings.queue_name),
     )

@@ -267,7 +267,8 @@ def get_dead_letter(letter_id: str) -> Response:
 @bp.post("/dead-letters/<letter_id>/replay")
 def replay_dead_letter(letter_id: str) -> tuple[Response, int]:
     """Queue a replay: the worker re-delivers its events to its handler and removes it."""
-    _dead_or_404(letter_id)
+    if not stores.dead_letter_exists(api().redis, letter_id):
+        raise NotFound(f"no dead letter {letter_id!r}")
     job_id = api().replay(letter_id)
     return jsonify({"object": "replay", "id": letter_id, "job": job_id, "state": "queued"}), 202
 

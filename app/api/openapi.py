@@ -174,7 +174,16 @@ def _param(name: str, description: str, schema: dict[str, Any], where: str = "qu
 
 
 LIST_PARAMS = [
-    _param("limit", "results per page", {"type": "integer", "minimum": 2, "maximum": 1000, "default": 50}),
+    _param(
+        "limit",
+        "results per page",
+        {
+            "type": "integer",
+            "minimum": query.MIN_LIMIT,
+            "maximum": query.MAX_LIMIT,
+            "default": query.DEFAULT_LIMIT,
+        },
+    ),
     _param("after", "the entity id after which to start", {"type": "string"}),
     _param("order", "by id", {"enum": ["ASC", "DESC"], "default": "ASC"}),
     _param("include", "comma-separated: total_count", {"type": "string"}),

@@ -71,8 +71,9 @@ UNKNOWN = "unknown"
 DELIVER_FUNC = "workers.jobs.deliver_async_result"
 DELIVER_JOB_PREFIX = "async-"
 DELIVER_TIMEOUT = 600
-# A delivery job killed with its worker runs again only with a Retry (RQ's abandoned-job handling).
-DELIVER_RETRY_INTERVALS = [5, 30, 120]
+# A job killed with its worker runs again only with a Retry (RQ's abandoned-job handling): the Retry of
+# every follow-up job, the delivery jobs queued here and the workers' redeliveries and replays alike.
+FOLLOW_UP_RETRY_INTERVALS = [5, 30, 120]
 CALL_DONE = "done"
 
 # Enqueue the delivery job: the same three writes as RQ's own enqueue (job hash, queue set, queue list).
@@ -272,7 +273,7 @@ class AsyncTracker:
         self._settle_script = redis.register_script(_SETTLE_LUA)
         self._create_script = redis.register_script(_CREATE_LUA)
         self._release_script = redis.register_script(_RELEASE_LUA)
-        self._retry = Retry(max=len(DELIVER_RETRY_INTERVALS), interval=DELIVER_RETRY_INTERVALS)
+        self._retry = Retry(max=len(FOLLOW_UP_RETRY_INTERVALS), interval=FOLLOW_UP_RETRY_INTERVALS)
 
     # --- keys ---------------------------------------------------------------------------------
 

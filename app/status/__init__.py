@@ -19,7 +19,6 @@ from flask import (
     Flask,
     Request,
     abort,
-    current_app,
     redirect,
     render_template,
     request,
@@ -32,8 +31,7 @@ from rq import Worker
 from werkzeug.wrappers import Response as BaseResponse
 
 from app import counters, state, stores
-from app.api import EXTENSION as API_EXTENSION
-from app.api import Api
+from app.api import api
 from app.api.auth import key_matches
 from app.batches import make_queue
 from app.config import Settings
@@ -61,12 +59,6 @@ def session_secret(settings: Settings) -> str:
     return hmac.new(joined, b"devicehooks status session", hashlib.sha256).hexdigest()
 
 
-def _the_api() -> Api:
-    """The management API's context (settings, Redis, queue)."""
-    found: Api = current_app.extensions[API_EXTENSION]
-    return found
-
-
 def _logged_in(settings: Settings) -> bool:
     """True when the session holds the digest of a configured key."""
     digest = session.get(SESSION_KEY)
@@ -92,7 +84,7 @@ def _check_csrf() -> None:
 @bp.before_request
 def _require_login() -> BaseResponse | None:
     """404 when the API is off; the login page for anyone not logged in."""
-    settings = _the_api().settings
+    settings = api().settings
     if not settings.management_api_keys:
         abort(404, "the status page is off (MANAGEMENT_API_KEYS is not set)")
     if request.endpoint in ("status.login", "status.login_post", "status.static") or _logged_in(settings):
@@ -111,7 +103,7 @@ def login_post() -> BaseResponse | tuple[str, int]:
     """Check the key; start the session."""
     _check_csrf()
     key = request.form.get("key", "").strip()
-    if not key_matches(key, _the_api().settings.management_api_keys):
+    if not key_matches(key, api().settings.management_api_keys):
         return render_template(
             "status/login.html", error="That key is not a management key.", csrf=_csrf_token()
         ), 401
@@ -161,16 +153,15 @@ def device_rows(redis: Redis) -> list[dict[str, Any]]:
 @bp.get("")
 def overview() -> str:
     """The whole picture."""
-    the_api = _the_api()
+    the_api = api()
     redis = the_api.redis
-    dead_ids = sorted(stores.dead_letter_ids(redis), reverse=True)[:DEAD_SHOWN]
-    dead = sorted(stores.dead_letter_summaries(redis, dead_ids), key=lambda d: d["failed_at"], reverse=True)
+    dead = stores.dead_letter_summaries(redis, stores.newest_dead_letter_ids(redis, DEAD_SHOWN))
     return render_template(
         "status/overview.html",
         channel=channel(redis, the_api.settings),
         dead=dead,
         dead_total=int(redis.zcard(stores.DEAD_INDEX)),
-        rejections=list(reversed(stores.rejections(redis)))[:REJECTIONS_SHOWN],
+        rejections=list(reversed(stores.rejections(redis, newest=REJECTIONS_SHOWN))),
         devices=device_rows(redis),
         device_total=state.device_count(redis),
         iso=state.iso,
@@ -182,7 +173,7 @@ def overview() -> str:
 @bp.get("/devices/<ep>")
 def device_page(ep: str) -> str:
     """One device: its directory entry, last-known values and recent history."""
-    redis = _the_api().redis
+    redis = api().redis
     device = state.device(redis, ep)
     if device is None:
         abort(404, f"no device {ep!r} is known")
@@ -190,9 +181,7 @@ def device_page(ep: str) -> str:
         "status/device.html",
         device=device,
         values=state.resources(redis, ep),
-        history=state.history(redis, ep, None, True, _the_api().settings.state_history_seconds)[
-            :HISTORY_SHOWN
-        ],
+        history=state.history(redis, ep, None, True, api().settings.state_history_seconds)[:HISTORY_SHOWN],
         csrf=_csrf_token(),
     )
 
@@ -201,8 +190,8 @@ def device_page(ep: str) -> str:
 def replay(letter_id: str) -> BaseResponse:
     """Queue a dead letter's replay (the worker re-delivers it), back to the overview."""
     _check_csrf()
-    the_api = _the_api()
-    if stores.dead_letter(the_api.redis, letter_id) is None:
+    the_api = api()
+    if not stores.dead_letter_exists(the_api.redis, letter_id):
         abort(404, f"no dead letter {letter_id!r}")
     the_api.replay(letter_id)
     return redirect(url_for("status.overview", message=f"Replay of {letter_id} queued."))
@@ -216,9 +205,10 @@ def short_time(value: str | None) -> str:
 class StatusOnlySessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, opened only under /status.
 
-    With a secret key Flask opens (and saves) the session of EVERY request, the callback's included:
-    it builds a signing serializer and reads the cookie each time, measured at ~0.90x of the ack rate
-    without it (``tests/benchmarks/state.py``). Other routes get a null session.
+    With a secret key Flask opens (and saves) the session of EVERY request it serves: it builds a
+    signing serializer and reads the cookie each time (measured at ~0.90x of the ack rate when the
+    callback still went through Flask, ``tests/benchmarks/state.py``). Health, the API and /metrics
+    need no session, so every route but /status gets a null session.
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:

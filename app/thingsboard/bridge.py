@@ -1,6 +1,6 @@
 """``devicehooks thingsboard``: the long-lived bridge process (one gateway connection to ThingsBoard).
 
-Loop: connect (backoff 0.5 s doubling to 30 s while ThingsBoard or Redis is unreachable) -> re-send
+Loop: connect (jittered backoff, 0.5 s doubling to 30 s, while ThingsBoard or Redis is unreachable) -> re-send
 ``connect`` for every live device (ThingsBoard dropped the child sessions with the gateway's) ->
 re-publish this consumer's unacknowledged stream entries -> read new entries, group them into gateway
 messages, publish at QoS 1, wait for every PUBACK, then XACK+XDEL them. A lost connection between
@@ -23,6 +23,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from app.backoff import jittered
 from app.config import Settings
 from app.dm.asyncs import AsyncResult, AsyncTracker
 from app.dm.client import DMClient
@@ -72,20 +73,21 @@ class Bridge:
         """Connect and pump until stopped; reconnect with backoff."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
-        delay = BACKOFF_START
+        attempt = 0
         while not self.stopping.is_set():
             try:
                 stream.ensure_group(self.redis)
                 self.gateway = Gateway(self.settings, self.on_message)
                 self.gateway.connect()
-                delay = BACKOFF_START
+                attempt = 0
                 self.resend_connects()
                 self.pump()
             except (ConnectionLost, RedisError) as exc:
+                delay = jittered(attempt, BACKOFF_START, BACKOFF_MAX)
+                attempt += 1
                 logger.warning("thingsboard: %s; retrying in %.1f s", exc, delay)
                 self._close_gateway()
                 self.stopping.wait(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
         self.rpcs.shutdown(wait=True)
         self._close_gateway()
         logger.info("thingsboard: stopped")

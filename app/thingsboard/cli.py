@@ -43,10 +43,11 @@ def check(settings: config_module.Settings) -> bool:
         click.echo(f"redis: UNREACHABLE ({type(exc).__name__}: {exc})")
         ok = False
     gateway = Gateway(settings, lambda topic, payload: None)
-    where = f"{settings.thingsboard_host}:{settings.thingsboard_port}"
     try:
         gateway.connect(timeout=10)
-        click.echo(f"thingsboard: ok ({where}{' TLS' if settings.thingsboard_tls else ''}, token accepted)")
+        click.echo(
+            f"thingsboard: ok ({gateway.where}{' TLS' if settings.thingsboard_tls else ''}, token accepted)"
+        )
     except ConnectionLost as exc:
         click.echo(f"thingsboard: FAILED ({exc})")
         ok = False

@@ -92,11 +92,6 @@ class Gateway:
         """A downlink message: hand it on (the callee must not block the network thread)."""
         self.on_message(message.topic, bytes(message.payload))
 
-    @property
-    def up(self) -> bool:
-        """True while the session is established."""
-        return self._up
-
     def connect(self, timeout: float = 10.0) -> None:
         """Open the connection, wait for CONNACK and the SUBACK of the downlink topics."""
         host, port = self.settings.thingsboard_host or "", self.settings.thingsboard_port

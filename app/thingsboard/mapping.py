@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,7 +34,6 @@ DEFAULT_TYPE = "default"  # ThingsBoard's DEFAULT_DEVICE_TYPE for a connect with
 LIVE_KINDS = ("registrations", "reg-updates")
 GONE_KINDS = ("de-registrations", "registrations-expired")
 MAPPED_KINDS = ("notifications", *LIVE_KINDS, *GONE_KINDS)
-PATH = re.compile(r"^/?\d+(/\d+){1,3}$")
 SECONDS_BELOW = 100_000_000_000  # an epoch number below this is seconds (year 5138 in ms), else ms
 
 

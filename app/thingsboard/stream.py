@@ -157,13 +157,12 @@ def live_devices(redis: Redis) -> list[tuple[str, str]]:
 def status(redis: Redis) -> dict[str, int]:
     """Backlog, dropped and invalid counters, and how many devices are live (for ``--check``)."""
     pipe = redis.pipeline(transaction=False)
-    pipe.exists(STREAM)
-    pipe.xlen(STREAM)
+    pipe.xlen(STREAM)  # 0 when the stream does not exist
     pipe.get(DROPPED)
     pipe.get(INVALID)
-    exists, backlog, dropped, invalid = pipe.execute()
+    backlog, dropped, invalid = pipe.execute()
     return {
-        "backlog": int(backlog) if exists else 0,
+        "backlog": int(backlog),
         "dropped": int(dropped or 0),
         "invalid": int(invalid or 0),
         "live_devices": len(live_devices(redis)),

@@ -28,14 +28,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -53,6 +51,7 @@ from tests.benchmarks.common import (
     wait_http,
 )
 from tests.benchmarks.payloads import notification_batch
+from tests.integration.test_web_tier import SlowClients
 from tests.support import stop
 
 ROUTES = ("bare", "floor", "wsgi floor", "ours")
@@ -200,6 +199,7 @@ class SlowRow:
     model: Model
     put_ms: list[float | None] = field(default_factory=list)
     health_ms: list[float | None] = field(default_factory=list)
+    still_open: int = 0  # slow connections the server had not closed when the requests were done
 
 
 @dataclass
@@ -298,44 +298,19 @@ def latency_rows(results: AckResults, apps: dict[str, Served], client: Redis) ->
         results.latency.append((items, len(body), mine, floor))
 
 
-@contextmanager
-def slow_connections(base: str, count: int) -> Iterator[None]:
-    """count connections sending request headers a byte at a time, never finishing them."""
-    parsed = urlparse(base)
-    header = b"PUT /notify HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1_000_000
-    sockets = [socket.create_connection((parsed.hostname, parsed.port)) for _ in range(count)]
-    halt = threading.Event()
-
-    def trickle() -> None:
-        offset = 0
-        while not halt.wait(0.02):
-            for sock in sockets:
-                with suppress(OSError):
-                    sock.send(header[offset : offset + 1])
-            offset += 1
-
-    for sock in sockets:
-        sock.send(header[:1])
-    thread = threading.Thread(target=trickle, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        halt.set()
-        thread.join()
-        for sock in sockets:
-            sock.close()
-
-
 def slow_row(results: AckResults, model: Model, base: str) -> None:
     """Valid PUTs and /healthz, one at a time, while slow clients hold connections open."""
     cfg = results.settings
     row = SlowRow(model)
     body = notification_batch(1)
-    with slow_connections(base, cfg.slow_clients):
+    slow = SlowClients(urlparse(base).port or 80, cfg.slow_clients)
+    try:
         for _ in range(cfg.slow_requests):
             row.put_ms.append(timed_request(base + "/notify", "PUT", body, cfg.slow_timeout))
             row.health_ms.append(timed_request(base + "/healthz", "GET", None, cfg.slow_timeout))
+        row.still_open = slow.still_open()  # the server held them all the while, or the row means nothing
+    finally:
+        slow.close()
     results.slow.append(row)
 
 
@@ -424,12 +399,15 @@ def slow_markdown(results: AckResults) -> str:
         f"{cfg.slow_clients} connections sending headers a byte at a time, held open; meanwhile "
         f"{cfg.slow_requests} valid PUTs and {cfg.slow_requests} GET /healthz, one at a time, each "
         f"on a new connection, {cfg.slow_timeout:.0f} s timeout\n",
-        "| worker model | PUTs answered | PUT p50 ms | PUT p99 ms | healthz answered | healthz p50 ms "
-        "| healthz p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| worker model | slow clients still open at the end | PUTs answered | PUT p50 ms | PUT p99 ms "
+        "| healthz answered | healthz p50 ms | healthz p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in results.slow:
-        lines.append(f"| {row.model.label} | {_answered(row.put_ms)} | {_answered(row.health_ms)} |")
+        lines.append(
+            f"| {row.model.label} | {row.still_open}/{cfg.slow_clients} | {_answered(row.put_ms)} "
+            f"| {_answered(row.health_ms)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: private Redis, gunicorn apps, product processes, RSS, percentiles."""
+"""Shared by the benchmark scripts: private Redis, product processes, RSS, percentiles."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import requests
 
-from app.redis_server import RedisServer, find_redis_server, free_port
-from tests.support import stop
+from app.redis_server import RedisServer, find_redis_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,28 +49,6 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) ->
         except requests.RequestException:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer within {timeout} s")
-
-
-@contextmanager
-def gunicorn(
-    app_spec: str, env: dict[str, str], workers: int, worker_class: str, threads: int
-) -> Iterator[str]:
-    """Run gunicorn serving app_spec on a free port; yield its base URL; stop it by pid."""
-    port = free_port()
-    args = [
-        sys.executable, "-m", "gunicorn", app_spec,
-        "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--worker-class", worker_class, "--threads", str(threads),
-        "--log-level", "warning", "--timeout", "30",
-    ]  # fmt: skip
-    full_env = {**os.environ, **env}
-    proc = subprocess.Popen(args, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/", proc)
-        yield base
-    finally:
-        stop(proc, timeout=15)
 
 
 @contextmanager

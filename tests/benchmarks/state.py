@@ -5,7 +5,7 @@
 
 1. Ack throughput of 1-item PUTs (wrk) with the state, API, metrics and status page on
    (``STATE=on``, ``MANAGEMENT_API_KEYS`` set) vs off (``STATE=off``, no keys), rounds alternating, and
-   on again while a client lists 1,000 devices from the API once a second;
+   on again while a client lists 1,000 devices (seeded before the round) from the API once a second;
 2. worker notifications/s (a burst ``devicehooks worker`` on the same queued batches) with the state
    handler on vs off, rounds alternating;
 3. ``GET /api/v1/devices?limit=1000`` p50/p99 with ``--devices`` devices in the store;
@@ -43,6 +43,7 @@ from workers.testing import make_event
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "benchmark-management-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+LISTED = 1000  # devices the on+api round's client lists, and seeds first
 
 
 @dataclass
@@ -68,10 +69,28 @@ def web_env(redis_url: str, on: bool, metrics_dir: Path) -> dict[str, str]:
     return env
 
 
-def poll_api(base: str, stop_event: threading.Event) -> None:
-    """List 1,000 devices once a second until stopped."""
+@dataclass
+class Polls:
+    """What the API client of an on+api round got: pages of 1,000 devices, and every failure."""
+
+    listed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def poll_api(base: str, stop_event: threading.Event, polls: Polls) -> None:
+    """List 1,000 devices once a second until stopped; a page without 1,000 devices is a failure."""
     while not stop_event.wait(1.0):
-        requests.get(f"{base}/api/v1/devices?limit=1000", headers=AUTH, timeout=10)
+        try:
+            response = requests.get(f"{base}/api/v1/devices?limit={LISTED}", headers=AUTH, timeout=10)
+            response.raise_for_status()
+            count = len(response.json()["data"])
+        except Exception as exc:  # recorded: the round fails on it after wrk
+            polls.failures.append(f"{type(exc).__name__}: {exc}")
+            continue
+        if count == LISTED:
+            polls.listed += 1
+        else:
+            polls.failures.append(f"a page of {count} devices, not {LISTED}")
 
 
 def ack_round(redis_url: str, label: str, seconds: int, tmp: Path) -> float:
@@ -79,17 +98,24 @@ def ack_round(redis_url: str, label: str, seconds: int, tmp: Path) -> float:
     on = label != "off"
     port = free_port()
     web = start_web(web_env(redis_url, on, tmp / f"metrics-{label}-{port}"), port, tmp / "web.log")
-    poller_stop = threading.Event()
-    poller = threading.Thread(target=poll_api, args=(f"http://127.0.0.1:{port}", poller_stop), daemon=True)
+    poller_stop, polls = threading.Event(), Polls()
+    poller = threading.Thread(
+        target=poll_api, args=(f"http://127.0.0.1:{port}", poller_stop, polls), daemon=True
+    )
     try:
         if label == "on+api":
             poller.start()
-        return wrk_rate(f"http://127.0.0.1:{port}/notify", notification_batch(1), seconds, 8)[0]
+        rate = wrk_rate(f"http://127.0.0.1:{port}/notify", notification_batch(1), seconds, 8)[0]
     finally:
         poller_stop.set()
         if poller.is_alive():
             poller.join()
         stop(web)
+    if label == "on+api" and (polls.failures or not polls.listed):
+        raise RuntimeError(
+            f"the API client listed {polls.listed} pages of {LISTED} devices; failures: {polls.failures}"
+        )
+    return rate
 
 
 def worker_round(redis_url: str, bodies: list[bytes], on: bool) -> float:
@@ -183,6 +209,8 @@ def run(seconds: int, rounds: int, devices: int, tmp: Path, parts: tuple[str, ..
         for index in range(rounds):  # the order rotates, so no configuration always goes first
             for label in labels[index % 3 :] + labels[: index % 3] if "ack" in parts else ():
                 Redis.from_url(server.url).flushdb()
+                if label == "on+api":  # a real store to list, not an empty one
+                    seed(Redis.from_url(server.url), LISTED)
                 results.ack.setdefault(label, []).append(ack_round(server.url, label, seconds, tmp))
             for on in ((True, False) if index % 2 == 0 else (False, True)) if "worker" in parts else ():
                 rate = worker_round(server.url, bodies, on)

@@ -22,13 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from redis import Redis
-from redis.exceptions import OutOfMemoryError
 
 from app import weather
 from app.batches import BatchQueue
 from app.redis_server import RedisServer, free_port
 from tests.benchmarks.common import median, product_env, start_worker
 from tests.fixtures.weather_handlers import ENTERED, GOT, HOLD
+from tests.integration.test_weather import FILLER, fill
 from tests.support import stop, wait_until
 
 QUEUE = "bench"
@@ -38,18 +38,6 @@ def _batch(uid: str) -> bytes:
     """One notification with uid."""
     item = {"ep": "e", "path": "/3303/0/5700", "payload": base64.b64encode(b"1").decode(), "uid": uid}
     return json.dumps({"notifications": [item]}).encode()
-
-
-def _fill(redis: Redis) -> None:
-    """Fill Redis with 64 KiB keys until OOM, then hold it 1 MiB past full (as the suite's test does)."""
-    redis.config_set("maxmemory", str(int(redis.info("memory")["used_memory"]) + 2 * 1024 * 1024))
-    for n in range(1000):
-        try:
-            redis.set(f"bench:filler:{n}", b"x" * 64 * 1024)
-        except OutOfMemoryError:
-            redis.config_set("maxmemory", str(int(redis.info("memory")["used_memory"]) - 1024 * 1024))
-            return
-    raise RuntimeError("Redis never filled up")
 
 
 def _delivered(redis: Redis, handler: str, uid: str) -> Callable[[], bool]:
@@ -74,11 +62,11 @@ def one_run(directory: Path) -> dict[str, float]:
         redis.set(HOLD, "1")
         batches.enqueue(_batch("full"), "full")
         wait_until(lambda: redis.llen(ENTERED) >= 1, 30, "the held batch")
-        _fill(redis)
+        fill(redis)
         redis.delete(HOLD)
         wait_until(lambda: "delivery: Redis is unavailable" in log.read_text(), 30, "the outage")
         started = time.monotonic()
-        redis.delete(*redis.keys("bench:filler:*"))
+        redis.delete(*redis.keys(FILLER + "*"))
         wait_until(_delivered(redis, "hold", "full"), 60, "the held event")
         full = time.monotonic() - started
         redis.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))

@@ -11,16 +11,18 @@ from typing import Any
 
 import pytest
 from redis import Redis
+from redis.exceptions import ExecAbortError, ResponseError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from app.batches import BatchQueue, body_key
 from app.config import Settings
-from app.dm.asyncs import AsyncTracker, Response, delivery_job_id
+from app.dm.asyncs import AsyncResult, AsyncTracker, Response, delivery_job_id
 from tests.conftest import SAMPLES
 from tests.fixtures import async_handlers
 from workers import jobs, runtime
-from workers.asyncs import INTERRUPTED, resolve
+from workers.asyncs import INTERRUPTED, event_from_result, resolve
+from workers.batch import Rejection
 from workers.deadletters import DeadLetters
 from workers.events import Event
 from workers.rejections import Rejections
@@ -87,6 +89,50 @@ def test_an_id_redis_cannot_encode_is_contained_to_its_item(redis: Redis, rt: ru
     assert (rejection.kind, rejection.index) == ("async-responses", 0)
     assert "UnicodeEncodeError" in rejection.reason
     assert json.loads(json.dumps(rejection.to_dict()))["item"]["id"] == "\ud800"  # storable as JSON
+
+
+@pytest.mark.parametrize(
+    "weather",
+    [
+        ResponseError("LOADING Redis is loading the dataset in memory"),
+        ResponseError("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'"),
+        ResponseError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        ExecAbortError("EXECABORT Transaction discarded because of previous errors."),
+    ],
+)
+def test_redis_weather_while_settling_is_the_batchs_error_not_the_items_rejection(
+    rt: runtime.Runtime, monkeypatch: pytest.MonkeyPatch, weather: Exception
+) -> None:
+    def failing_over(response: Response) -> None:
+        raise weather
+
+    monkeypatch.setattr(rt.tracker, "resolve", failing_over)
+    events = [Event(kind="async-responses", id="a1", status=200)]
+    with pytest.raises(type(weather)):  # the job retries whole once Redis is back; no item is rejected
+        resolve(rt.tracker, events, rt.model)
+
+
+def test_a_rejection_while_settling_names_the_items_index_in_the_body(rt: runtime.Runtime) -> None:
+    good = rt.tracker.create("ep1", "GET", "/26241/0/1", handler="named")
+    parsed = [Rejection("async-responses", 0, "status: Not a valid integer.", {"id": "x", "status": "?"})]
+    events = [  # body items 1 and 2: item 0 was rejected by the parser
+        Event(kind="async-responses", id="\ud800", status=200),
+        Event(kind="async-responses", id=good, status=200, payload_b64=b64("23.5"), ct="text/plain"),
+    ]
+    kept, rejected = resolve(rt.tracker, events, rt.model, parsed)
+    assert [e.id for e in kept] == [good]
+    assert [(r.kind, r.index) for r in rejected] == [("async-responses", 1)]
+
+
+def test_an_async_results_value_is_shaped_by_its_resource_path_without_the_query(
+    rt: runtime.Runtime,
+) -> None:
+    result = AsyncResult(
+        id="a1", ep="ep1", path="/26241/0/1?pmin=10", method="GET", status=200,
+        payload_b64=b64("23.5"), ct="text/plain", error=None, timed_out=False, resolved_at=1.0,
+    )  # fmt: skip
+    event = event_from_result(result, rt.model)
+    assert (event.path, event.value, event.values) == ("/26241/0/1?pmin=10", 23.5, {"/26241/0/1": 23.5})
 
 
 def test_a_poison_async_response_is_contained_and_the_rest_of_the_batch_delivered_once(

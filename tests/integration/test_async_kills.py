@@ -16,7 +16,7 @@ from app.batches import BatchQueue
 from app.dm.asyncs import AsyncTracker, delivery_job_id
 from tests.fixtures import async_handlers
 from tests.integration.workers import running_worker, start_worker, worker_env
-from tests.support import wait_until
+from tests.support import stop, wait_until
 from workers.asyncs import INTERRUPTED
 from workers.deadletters import DeadLetters
 
@@ -46,7 +46,10 @@ def kill_then_recover(redis: Redis, redis_url: str, tmp_path: Path, handler: str
     batch = BatchQueue(redis, "test").enqueue(json.dumps(body).encode(), "kill-test")
     env = worker_env(redis_url, HANDLERS)
     doomed = start_worker({**env, "DEVICEHOOKS_TEST_KILL_AT": point} if point else env, tmp_path / "a.log")
-    wait_until(lambda: doomed.poll() is not None, 30, f"the worker to die at {point or 'the handler'}")
+    try:
+        wait_until(lambda: doomed.poll() is not None, 30, f"the worker to die at {point or 'the handler'}")
+    finally:
+        stop(doomed)
     assert doomed.returncode == -signal.SIGKILL, (tmp_path / "a.log").read_text()
     with running_worker(env, tmp_path / "b.log"):
         wait_until(lambda: finished(redis, delivery_job_id(async_id)), 40, "the delivery job to finish")

@@ -6,6 +6,7 @@ fsync contract allows it to lose, counted apart) and every async request reaches
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -103,7 +104,10 @@ def test_a_worker_resumes_after_redis_went_away_under_a_running_job(tmp_path: Pa
         server.start()
         wait_until(lambda: redis.hget(f"rq:job:{job}", "status") == b"finished", 30, "the job running again")
         assert worker.poll() is None, log.read_text()
-        assert redis.llen(HEALTHY_KEY) >= 1  # at least once (once when the job's end waited Redis out)
+        records = [json.loads(raw) for raw in redis.lrange(HEALTHY_KEY, 0, -1)]
+        # u1 from this job: once when its end waited Redis out (twice if it ran again), never more
+        assert [r["uids"] for r in records] in ([["u1"]], [["u1"], ["u1"]]), records
+        assert {r["job"] for r in records} == {job}, records
     finally:
         stop(worker)
         redis.close()

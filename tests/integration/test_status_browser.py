@@ -18,7 +18,7 @@ from redis import Redis
 from app.redis_server import free_port
 from tests.fixtures.handlers import RECEIVED
 from tests.integration.workers import ROOT
-from tests.support import wait_until
+from tests.support import stop, wait_until
 from workers.deadletters import DeadLetters
 
 pytestmark = pytest.mark.slow
@@ -81,8 +81,7 @@ def devrun(redis_url: str, redis: Redis, tmp_path: Path) -> Iterator[tuple[str, 
         assert match, log.read_text()
         yield f"http://127.0.0.1:{port}", match.group(1), log
     finally:
-        runner.send_signal(signal.SIGINT)
-        runner.wait(timeout=60)
+        stop(runner, signal.SIGINT, timeout=60)
 
 
 def shot(driver: webdriver.Chrome, tmp_path: Path, name: str) -> None:

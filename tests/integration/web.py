@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 from app.redis_server import free_port
+from tests.benchmarks.common import children
 from tests.conftest import HEADERS
 from tests.integration.workers import ROOT
 from tests.support import stop, wait_until
@@ -83,10 +84,4 @@ def running_web(
 
 def worker_pids(master: int) -> set[int]:
     """The pids of gunicorn's worker processes (children of the master, Linux /proc)."""
-    pids: set[int] = set()
-    for task in Path(f"/proc/{master}/task").glob("*"):
-        try:
-            pids.update(int(p) for p in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return pids
+    return set(children(master))

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.redis_server import free_port
-from tests.support import wait_until
+from tests.integration.test_devrunner import leaders
+from tests.support import stop, wait_until
 from tests.thingsboard.broker import Mosquitto
 from tests.thingsboard.conftest import ROOT, TOKEN
 from tests.thingsboard.fake import FakeThingsBoard
@@ -52,9 +53,9 @@ def test_devicehooks_run_bridges_the_simulated_fleet_to_thingsboard(
         )
         wait_until(lambda: fake_tb.seen.telemetry, timeout=60, what="telemetry from the simulated fleet")
     finally:
-        runner.send_signal(signal.SIGINT)
-        runner.wait(timeout=60)
-    pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", log.read_text())]
+        stop(runner, signal.SIGINT, timeout=60)
+    pids = list(leaders(log.read_text()).values())
+    assert pids, log.read_text()
     for pid in pids:
         wait_until(lambda pid=pid: not _alive(pid), timeout=10, what=f"pid {pid} to exit")  # type: ignore[misc]
     assert fake_tb.seen.violations == []

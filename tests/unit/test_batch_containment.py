@@ -194,3 +194,16 @@ def test_non_finite_literals_in_a_body_become_text(literal):
     assert isinstance(value, str)
     assert value == ("Infinity" if literal == "1e999" else literal)
     assert not (isinstance(value, float) and math.isnan(value))
+
+
+def test_raw_surrogate_bytes_are_repaired_like_escaped_ones():
+    # Websocket and pull bodies skip the web's UTF-8 check: the encoded surrogate U+D800 arrives as bytes,
+    # which json.loads(bytes) would let through (surrogatepass) and UTF-8 cannot encode again.
+    body = (
+        b'{"notifications": [{"ep": "dev-\xed\xa0\x80", "path": "/3/0/0"}, {"ep": "good", "path": "/3/0/0"}]}'
+    )
+    parsed = parse_batch(body, MODEL)
+    assert [e.ep for e in parsed.events] == ["dev-\ufffd\ufffd\ufffd", "good"]  # U+FFFD per invalid byte
+    assert parsed.rejections == []
+    for event in parsed.events:
+        assert_round_trips(event)

@@ -186,6 +186,25 @@ def test_times_parse_from_device_management_formats(raw: object, expected: float
     )
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "nan", "inf", "-inf", "1e30", float("inf"), 10**20, pytest.param(10**400, id="10**400"),
+        "20161330T162512Z", "99991231T235959.9999999Z", "0001-01-01T00:00:00+01:00",
+    ],
+)  # fmt: skip
+def test_times_not_finite_or_beyond_the_calendar_do_not_parse(raw: object) -> None:
+    assert state.parse_time(raw) is None
+
+
+@pytest.mark.parametrize("raw", ["inf", "nan", "1e30"])
+def test_a_timestamp_beyond_the_calendar_is_stored_as_the_time_received(redis: Redis, raw: str) -> None:
+    writer(redis).write([make_event(ep="d", path="/3303/0/5700", payload="5", timestamp=raw)], now=NOW)
+    (value,) = state.resources(redis, "d")
+    (entry,) = state.history(redis, "d", None, False)
+    assert value["timestamp"] == entry["timestamp"] == entry["received_at"] == state.iso(NOW)
+
+
 def test_state_handler_is_loaded_unless_switched_off() -> None:
     on, off = Settings(state=True), Settings(state=False)
     assert load_router([], use_entry_points=False, settings=on).get(NAME) is not None

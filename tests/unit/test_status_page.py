@@ -103,6 +103,20 @@ def test_overview_shows_devices_values_and_dead_letters_without_javascript(
     assert client.get("/status/devices/ghost").status_code == 404
 
 
+def test_overview_lists_the_dead_letters_that_failed_last(settings: Settings, redis: Redis) -> None:
+    from app.status import DEAD_SHOWN
+
+    dead = DeadLetters(redis)
+    letters = [
+        dead.add("h", [{"kind": "notifications"}], f"E: {n}", "tb", 1, "j") for n in range(DEAD_SHOWN + 5)
+    ]
+    client = client_for(settings, redis)
+    log_in(client)
+    html = client.get("/status").get_data(as_text=True)
+    shown = re.findall(r'data-letter="([^"]+)"', html)
+    assert shown == letters[::-1][:DEAD_SHOWN]  # newest first, whatever their (random) ids
+
+
 def test_the_replay_button_queues_the_replay_job(settings: Settings, redis: Redis) -> None:
     letter = DeadLetters(redis).add("h", [{"kind": "notifications"}], "E: x", "tb", 1, "j")
     client = client_for(settings, redis)

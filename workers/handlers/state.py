@@ -1,10 +1,11 @@
 """The built-in state handler: the device directory, last-known values and history, kept in Redis.
 
 One batch handler for every kind but async-responses (those live in the async tracker): each batch
-costs ONE script call (one round trip), whatever its size, its arguments planned by pure functions
-(:func:`plan`, :func:`batch_args`). Every part is bounded (``app.state.Bounds``): resources per device,
-history entries per device by count and age, keys expire after the device's last event, and the
-device count is capped by evicting the devices seen longest ago. ``STATE=off`` leaves it unloaded.
+costs one script call per ``CHUNK_DEVICES`` (200) devices, all sent in ONE pipelined round trip
+whatever its size, their arguments planned by pure functions (:func:`plan`, :func:`batch_args`).
+Every part is bounded (``app.state.Bounds``): resources per device, history entries per device by
+count and age, keys expire after the device's last event, and the device count is capped by evicting
+the devices seen longest ago. ``STATE=off`` leaves it unloaded.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from typing import Any
 from app.thingsboard import stream
 from app.thingsboard.mapping import MAPPED_KINDS, MappingError, Options, fragments_of
 from workers import runtime
-from workers.deadletters import DeadLetters
 from workers.decoding import ObjectModel
+from workers.decoding.paths import parse_path
 from workers.directory import learn_and_fill
 from workers.events import Event
 from workers.handlers.router import Router
@@ -36,14 +36,13 @@ def _slug(text: str) -> str:
 
 def readable_key(model: ObjectModel, path: str) -> str | None:
     """``/3303/0/5700`` -> ``temperature_0_sensor_value`` from the object model; None when unknown."""
-    parts = path.strip("/").split("/")
-    if len(parts) < 3 or not all(p.isdigit() for p in parts):
+    ids = parse_path(path)
+    if ids is None or len(ids) < 3:
         return None
-    obj, res = int(parts[0]), int(parts[2])
-    obj_name, definition = model.object_name(obj), model.resource(obj, res)
+    obj_name, definition = model.object_name(ids[0]), model.resource(ids[0], ids[2])
     if not obj_name or definition is None:
         return None
-    return "_".join([_slug(obj_name), parts[1], _slug(definition.name), *parts[3:]])
+    return "_".join([_slug(obj_name), str(ids[1]), _slug(definition.name), *map(str, ids[3:])])
 
 
 def _names(model: ObjectModel, event: Event) -> dict[str, str]:
@@ -68,7 +67,7 @@ def to_stream(events: list[Event]) -> dict[str, int]:
             mapped.append(fragments_of(event.to_dict(), options, received_ms, names))
         except MappingError as exc:
             rejected.append((event, str(exc)))
-    dead = DeadLetters(rt.redis)
+    dead = rt.dispatcher.dead  # the configured limits (DEAD_LETTERS_*), as every dead letter
     for event, reason in rejected:
         dead.add(NAME, [event.to_dict()], reason, "", attempts=0, source="thingsboard-mapping")
         logger.warning("thingsboard: event of %s dead-lettered: %s", event.ep, reason)
